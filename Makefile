@@ -1,0 +1,37 @@
+# FuseKit. `make demo` runs a real job on the real models; `make test` installs what is missing,
+# builds and runs every test. Both work on a fresh Debian machine (root installs packages itself).
+SWIFT ?= swift
+MODELS_DIR ?= models
+DEMO_OUT ?= demo-out
+
+.PHONY: all deps build release test demo fuzz clean
+
+all: build
+
+deps:
+	@if ! pkg-config --exists openblas 2>/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing libopenblas-dev pkg-config"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas-dev pkg-config >/dev/null; \
+	  else echo "error: OpenBLAS is missing; run: sudo apt-get install -y libopenblas-dev pkg-config"; exit 1; fi; \
+	fi
+
+build: deps
+	$(SWIFT) build
+
+release: deps
+	$(SWIFT) build -c release --product fusekit
+
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+demo: release
+	Tools/fetch-models.sh $(MODELS_DIR)
+	Tools/demo.sh $(MODELS_DIR) $(DEMO_OUT)
+
+fuzz: deps
+	Tools/fuzz.sh
+
+clean:
+	rm -rf .build

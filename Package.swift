@@ -1,0 +1,35 @@
+// swift-tools-version:6.0
+// FuseKit: fuse the knowledge of language models on a CPU. See README.md and ../shared/DESIGN.md.
+import PackageDescription
+
+/// Release builds drop overflow and bounds checks in the numeric modules; every path that input can
+/// reach validates sizes before it touches memory, so the checks are redundant there.
+let fastMath: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+let cOptimize: [CSetting] = [.unsafeFlags(["-O3", "-fno-math-errno"])]
+
+let package = Package(
+    name: "FuseKit",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "fusekit", targets: ["fusekit"]),
+        .library(name: "FuseIO", targets: ["FuseIO"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev", "pkg-config"])]),
+        .target(name: "CFuseKernels", cSettings: cOptimize),
+        .target(name: "FuseTensor", dependencies: ["COpenBLAS", "CFuseKernels"], swiftSettings: fastMath),
+        .target(name: "FuseIO", dependencies: ["FuseTensor"], swiftSettings: fastMath),
+        .executableTarget(name: "fusekit", dependencies: [
+            "FuseIO", "FuseTensor",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: fastMath),
+        .testTarget(name: "FuseTensorTests", dependencies: ["FuseTensor"],
+                    resources: [.copy("../Fixtures/tensor")]),
+        .testTarget(name: "FuseIOTests", dependencies: ["FuseIO", "FuseTensor"]),
+    ],
+    swiftLanguageModes: [.v5]
+)
