@@ -27,8 +27,7 @@ let package = Package(
             "FuseIO", "FuseTensor",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fastMath),
-        .testTarget(name: "FuseTensorTests", dependencies: ["FuseTensor"],
-                    resources: [.copy("../Fixtures/tensor")]),
+        .testTarget(name: "FuseTensorTests", dependencies: ["FuseTensor"]),
         .testTarget(name: "FuseIOTests", dependencies: ["FuseIO", "FuseTensor"]),
     ],
     swiftLanguageModes: [.v5]

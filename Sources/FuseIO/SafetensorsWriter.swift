@@ -148,8 +148,12 @@ public func writeSafetensors(path: String, tensors: [(String, Tensor)], metadata
     let dir = url.deletingLastPathComponent().path
     let tmpDir = dir + "/.\(url.lastPathComponent).tmp-\(getpid())"
     try? FileManager.default.removeItem(atPath: tmpDir)
+    var isDir: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
+        throw FuseIOError.writeFailed(path: path, reason: "the folder \(dir) does not exist")
+    }
     do {
-        try FileManager.default.createDirectory(atPath: tmpDir, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: tmpDir, withIntermediateDirectories: false)
     } catch { throw FuseIOError.writeFailed(path: path, reason: "cannot create \(tmpDir): \(error)") }
     defer { try? FileManager.default.removeItem(atPath: tmpDir) }
     let infos = tensors.map { TensorInfo(name: $0.0, dtype: $0.1.dtype, shape: $0.1.shape) }
