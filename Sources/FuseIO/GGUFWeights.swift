@@ -8,3 +8,7 @@ final class GGUFWeights {
     func info(_ name: String) -> TensorInfo? { nil }
     func tensor(_ name: String) throws -> Tensor { throw FuseIOError.missingTensor(path: "", tensor: name) }
 }
+
+extension WeightStore {
+    func ggufRows(_ name: String) -> (any RowSource)? { nil }
+}

@@ -119,6 +119,20 @@ public final class ShardedSafetensorsWriter {
     }
     private let lock = NSLock()
 
+    /// Writes `bytes` at `offset` inside a tensor's planned data, for tensors produced in chunks by
+    /// several threads. Call `markWritten` once every chunk is in.
+    public func writePart(_ name: String, bytes: UnsafeRawBufferPointer, at offset: Int) throws {
+        guard let p = place[name] else { throw FuseIOError.missingTensor(path: directory, tensor: name) }
+        guard offset >= 0, offset + bytes.count <= p.bytes else {
+            throw FuseIOError.badTensor(path: directory, tensor: name, what: "chunk [\(offset), \(offset + bytes.count)) lies outside its \(p.bytes) bytes")
+        }
+        if bytes.count > 0 { try shards[p.shard].pwriteAll(bytes, at: p.offset + offset) }
+    }
+
+    public func markWritten(_ name: String) {
+        lock.lock(); written.insert(name); lock.unlock()
+    }
+
     /// Checks that every planned tensor was written, flushes the shards to disk and writes the index.
     public func finish(sync: Bool = true) throws {
         let missing = infos.filter { !written.contains($0.name) }
