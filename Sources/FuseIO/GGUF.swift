@@ -18,7 +18,8 @@
 //
 // ALIGN is `general.alignment` (any integer type; a power of two, at most 2^31), else 32.
 // Limits checked before anything is allocated: n_tensors and n_kv must fit in the bytes that remain
-// (a kv takes at least 13 bytes, a tensor info 24), array counts likewise (by element type), and
+// (a kv takes at least 13 bytes, a tensor info 24), array counts likewise (by element type: a
+// longer array is reported as a truncation), and
 // arrays nest at most `maxArrayDepth` deep. Keys and tensor names are unique and valid UTF-8.
 // Each tensor has at most 4 dimensions, an element count that fits in Int, ne[0] a multiple of
 // its block size, an aligned offset, and bytes that lie inside the file and overlap no other
@@ -148,7 +149,7 @@ struct GGUFParser {
         case 1:
             throw FuseIOError.unsupported(path: path, what: "GGUF version 1 is not supported (it used 32-bit counts); re-convert the model with a current llama.cpp, which writes version 3")
         case 0x0200_0000, 0x0300_0000:
-            throw FuseIOError.unsupported(path: path, what: "this is a big-endian GGUF file (version reads as 0x\(String(version, radix: 16))); FuseKit reads little-endian files only — convert it with gguf-py's gguf_convert_endian.py")
+            throw FuseIOError.unsupported(path: path, what: "this is a big-endian GGUF file (version reads as 0x0\(String(version, radix: 16))); FuseKit reads little-endian files only — convert it with gguf-py's gguf_convert_endian.py")
         default:
             throw FuseIOError.unsupported(path: path, what: "GGUF version \(version) is not supported (FuseKit reads versions 2 and 3)")
         }
@@ -246,11 +247,12 @@ struct GGUFParser {
         guard let type = GGUFValueType(rawValue: rawType) else {
             throw FuseIOError.badMetadata(path: path, key: key, offset: typeOffset, what: "unknown array element type \(rawType) (GGUF value types are 0 to 12)")
         }
-        let countOffset = offset
         let count = try scalar(UInt64.self, "the element count of array '\(key)'")
-        let limit = UInt64((size - offset) / type.minimumSize)
-        guard count <= limit else {
-            throw FuseIOError.countTooLarge(path: path, what: "the \(type) element count of array '\(key)'", offset: countOffset, count: count, limit: limit)
+        guard count <= UInt64((size - offset) / type.minimumSize) else {
+            // Even at the smallest element size the array would run past the end of the file.
+            let (needed, overflow) = Int(clamping: count).multipliedReportingOverflow(by: type.minimumSize)
+            throw FuseIOError.truncated(path: path, what: "the \(count) \(type) elements of array '\(key)'", offset: offset,
+                                        needed: overflow ? Int.max : needed, fileSize: size)
         }
         let n = Int(count)
         let what = "the \(n) \(type) elements of array '\(key)'"
@@ -331,7 +333,9 @@ struct GGUFParser {
             throw FuseIOError.badTensor(path: path, tensor: name, what: "dimensions \(ne) overflow: their product exceeds 2^63 elements")
         }
         guard let dtype = DType(ggmlType: rawType) else {
-            throw FuseIOError.unknownDType(path: path, tensor: name, dtype: "\(DType.ggmlTypeName(rawType)) (ggml type \(rawType) at byte \(typeOffset); FuseKit reads F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and Q2_K to Q6_K: re-quantize the model to one of those)")
+            let typeName = DType.ggmlTypeName(rawType)
+            let described = typeName.hasPrefix("unknown") ? typeName : "\(typeName), ggml type \(rawType)"
+            throw FuseIOError.unknownDType(path: path, tensor: name, dtype: "\(described) at byte \(typeOffset); FuseKit reads F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and Q2_K to Q6_K: re-quantize the model to one of those")
         }
         let rowLength = ne.first ?? 1
         guard rowLength % dtype.blockElements == 0 else {
@@ -352,7 +356,7 @@ struct GGUFParser {
         let (start, o1) = dataOffset.addingReportingOverflow(t.relativeOffset)
         let (end, o2) = start.addingReportingOverflow(t.byteCount)
         guard !o1, !o2, end <= size else {
-            throw FuseIOError.truncated(path: path, what: "the data of tensor '\(t.name)' (\(t.dtype.rawValue) \(t.ne))",
+            throw FuseIOError.truncated(path: path, what: "the data of tensor '\(t.name)' (\(t.dtype.rawValue.uppercased()) \(t.ne))",
                                         offset: o1 ? Int.max : start, needed: t.byteCount, fileSize: size)
         }
         return GGUFTensorInfo(name: t.name, dtype: t.dtype, ne: t.ne, elementCount: t.elementCount,
