@@ -329,7 +329,9 @@ struct GGUFParser {
         let typeOffset = offset
         let rawType = try scalar(UInt32.self, "the type of tensor '\(name)'")
         let relative = try scalar(UInt64.self, "the data offset of tensor '\(name)'")
-        guard let count = elementCount(ne) else {
+        // The product of the non-zero dimensions must fit too, so that no order of multiplying
+        // them (the HF shape is `ne` reversed) overflows before it reaches a zero.
+        guard let count = elementCount(ne), elementCount(ne.filter { $0 != 0 }) != nil else {
             throw FuseIOError.badTensor(path: path, tensor: name, what: "dimensions \(ne) overflow: their product exceeds 2^63 elements")
         }
         guard let dtype = DType(ggmlType: rawType) else {

@@ -51,7 +51,7 @@ public struct GGUFWriter {
         guard dtype.traits.ggmlType != nil else {
             throw FuseIOError.unknownDType(path: what, tensor: name, dtype: "\(dtype.rawValue) (GGUF has no such type)")
         }
-        guard ne.count <= GGUFFile.maxDimensions, let count = elementCount(ne) else {
+        guard ne.count <= GGUFFile.maxDimensions, let count = elementCount(ne), elementCount(ne.filter { $0 != 0 }) != nil else {
             throw FuseIOError.badTensor(path: what, tensor: name, what: "dimensions \(ne): GGUF allows at most \(GGUFFile.maxDimensions) non-negative dimensions")
         }
         guard (ne.first ?? 1) % dtype.blockElements == 0, let bytes = dtype.byteCount(elements: count) else {

@@ -19,6 +19,7 @@ final class GGUFMalformedTests: XCTestCase {
         let floats: [Float] = [1, 2, 3, 4, 5, 6, 7, 8]
         try writer.addTensor("tensor.alpha", dtype: .f32, ne: [8], bytes: floats.withUnsafeBytes { [UInt8]($0) })
         try writer.addTensor("tensor.alphb", dtype: .q4_0, ne: [32, 2], bytes: [UInt8](repeating: 0x11, count: 36))
+        try writer.addTensor("tensor.gamma", dtype: .f32, ne: [0, 1, 1], bytes: [])
         return try writer.serialized()
     }
 
@@ -42,6 +43,7 @@ final class GGUFMalformedTests: XCTestCase {
         }
         let alpha = patcher.find("tensor.alpha") + 12   // n_dims, ne[0] at +4, type at +12, offset at +16
         let beta = patcher.find("tensor.alphb") + 12    // n_dims, ne[0] at +4, ne[1] at +12, type at +20, offset at +24
+        let gamma = patcher.find("tensor.gamma") + 12   // n_dims, ne[0] at +4, ne[1] at +12, ne[2] at +20
         let nestedTooDeep: [UInt8] = try {
             var value = GGUFArray.int8([1])
             for _ in 0..<GGUFFile.maxArrayDepth { value = .array([value]) }
@@ -87,6 +89,9 @@ final class GGUFMalformedTests: XCTestCase {
             Fault(name: "negative-dimension", bytes: patched { $0.put(1 << 63 as UInt64, at: alpha + 4) }, error: "badTensor",
                   says: "negative"),
             Fault(name: "element-count-overflow", bytes: patched { $0.put(1 << 62 as UInt64, at: beta + 4); $0.put(4 as UInt64, at: beta + 12) },
+                  error: "badTensor", says: "overflow"),
+            // 0 * 2^40 * 2^40 is 0 in GGUF order, but the HF order (reversed) overflows before the zero
+            Fault(name: "overflow-behind-a-zero", bytes: patched { $0.put(1 << 40 as UInt64, at: gamma + 12); $0.put(1 << 40 as UInt64, at: gamma + 20) },
                   error: "badTensor", says: "overflow"),
             Fault(name: "byte-count-overflow", bytes: patched { $0.put(1 << 62 as UInt64, at: alpha + 4) },
                   error: "badTensor", says: "more bytes than fit"),
