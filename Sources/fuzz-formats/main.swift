@@ -5,7 +5,7 @@
 // Mutates valid seed files (bit flips, inserts, deletes, truncation, splices, interesting
 // integers), parses each mutant and, when it is accepted, reads everything it claims to hold.
 // A parser may refuse an input only with a FuseIOError; a crash, any other error, a broken
-// invariant or a runaway allocation saves the input under fuzz-out/ and exits 1. The same seed
+// invariant or a runaway allocation saves the input under .build/fuzz-out/ and exits 1. The same seed
 // replays the same inputs. Build with `swift build -c release --product fuzz-formats`.
 import Foundation
 import FuseIO
@@ -16,7 +16,7 @@ guard arguments.count >= 3, let seconds = Double(arguments[2]), seconds > 0 else
     exit(2)
 }
 let seed = arguments.count > 3 ? UInt64(arguments[3]) ?? 1 : 1
-let outDir = "fuzz-out"
+let outDir = ".build/fuzz-out"
 
 switch arguments[1] {
 case "gguf":
