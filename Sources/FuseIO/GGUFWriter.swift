@@ -18,8 +18,8 @@ public struct GGUFWriter {
     private var tensors: [(info: GGUFTensorInfo, data: Buffer)] = []
     private var tensorNames: Set<String> = []
 
-    /// `alignment` must be a power of two; anything other than 32 is recorded as
-    /// `general.alignment` (u32) when the file is written.
+    /// `alignment` must be a power of two from 1 to 2^31 (checked when the file is written);
+    /// anything other than 32 is recorded as `general.alignment` (u32).
     public init(alignment: Int = GGUFFile.defaultAlignment) {
         self.alignment = alignment
     }
@@ -60,9 +60,9 @@ public struct GGUFWriter {
         guard bytes == buffer.byteCount else {
             throw FuseIOError.badTensor(path: what, tensor: name, what: "\(dtype.rawValue) \(ne) takes \(bytes) bytes, \(buffer.byteCount) were given")
         }
-        let relative = tensors.last.map { $0.info.relativeOffset + padded($0.info.byteCount) } ?? 0
+        // Offsets are assigned when the header is written, once the alignment is known to be valid.
         let info = GGUFTensorInfo(name: name, dtype: dtype, ne: ne, elementCount: count,
-                                  relativeOffset: relative, byteOffset: -1, byteCount: bytes)
+                                  relativeOffset: -1, byteOffset: -1, byteCount: bytes)
         tensors.append((info, buffer))
         tensorNames.insert(name)
     }
@@ -97,12 +97,14 @@ public struct GGUFWriter {
             out.append(le: value.type.rawValue)
             out.append(value: value)
         }
+        var relativeOffset = 0
         for (info, _) in tensors {
             out.append(gguf: info.name)
             out.append(le: UInt32(info.ne.count))
             for d in info.ne { out.append(le: UInt64(d)) }
             out.append(le: info.dtype.traits.ggmlType ?? 0)
-            out.append(le: UInt64(info.relativeOffset))
+            out.append(le: UInt64(relativeOffset))
+            relativeOffset += padded(info.byteCount)
         }
         out.append(contentsOf: repeatElement(0, count: padded(out.count) - out.count))
         return out

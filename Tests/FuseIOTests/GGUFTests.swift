@@ -207,8 +207,15 @@ final class GGUFTests: XCTestCase {
         XCTAssertThrowsError(try writer.addTensor("e", dtype: .u16, ne: [1], bytes: [0, 0])) {
             guard case FuseIOError.unknownDType = $0 else { return XCTFail("\($0)") }
         }
-        XCTAssertThrowsError(try GGUFWriter(alignment: 48).serialized()) {
-            guard case FuseIOError.badMetadata = $0 else { return XCTFail("\($0)") }
+        for alignment in [0, -64, 48, 1 << 32] {
+            var bad = GGUFWriter(alignment: alignment)
+            try bad.addTensor("t", dtype: .f32, ne: [1], bytes: [0, 0, 0, 0])
+            XCTAssertThrowsError(try bad.serialized(), "alignment \(alignment)") {
+                guard case FuseIOError.badMetadata = $0 else { return XCTFail("\($0)") }
+            }
+        }
+        XCTAssertThrowsError(try writer.addTensor("f", dtype: .f32, ne: [0, 1 << 40, 1 << 40], bytes: [])) {
+            guard case FuseIOError.badTensor = $0 else { return XCTFail("\($0)") }
         }
 
         let folder = try temporaryFolder(self)
