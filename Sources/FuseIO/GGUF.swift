@@ -140,7 +140,7 @@ struct GGUFParser {
         // MARK: header
         let magic = try scalar(UInt32.self, "the magic number")
         guard magic == GGUFFile.magic else {
-            let bytes = withUnsafeBytes(of: magic.littleEndian) { $0.map { String($0, radix: 16) } }
+            let bytes = withUnsafeBytes(of: magic.littleEndian) { $0.map { $0 < 16 ? "0" + String($0, radix: 16) : String($0, radix: 16) } }
             throw FuseIOError.corrupt(path: path, what: "not a GGUF file: it starts with bytes \(bytes.joined(separator: " ")), expected 47 47 55 46 (\"GGUF\")")
         }
         let version = try scalar(UInt32.self, "the version")
