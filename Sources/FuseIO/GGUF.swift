@@ -69,6 +69,11 @@ public final class GGUFFile: @unchecked Sendable {
     /// Keeps `base` valid: the `MappedFile`, or the `Buffer` of an in-memory file.
     let owner: AnyObject
 
+    /// Read-ahead or release of a tensor's pages (memory-mapped files only).
+    public func advise(_ info: GGUFTensorInfo, willNeed: Bool) {
+        (owner as? MappedFile)?.advise(offset: info.byteOffset, count: info.byteCount, willNeed: willNeed)
+    }
+
     /// Maps and parses the file at `path`.
     public convenience init(path: String) throws {
         let file = try MappedFile(path: path)

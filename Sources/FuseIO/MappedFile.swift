@@ -10,9 +10,21 @@ public final class MappedFile: @unchecked Sendable {
     public let path: String
     public let size: Int
     public let base: UnsafeRawPointer?
+    private let inMemory: Bool
+
+    /// A copy of `bytes` standing in for a file named `name` (tests and the fuzzer).
+    public init(bytes: [UInt8], name: String) {
+        path = name
+        size = bytes.count
+        inMemory = true
+        let p = UnsafeMutableRawPointer.allocate(byteCount: max(bytes.count, 1), alignment: 64)
+        bytes.withUnsafeBytes { if let b = $0.baseAddress { p.copyMemory(from: b, byteCount: $0.count) } }
+        base = UnsafeRawPointer(p)
+    }
 
     public init(path: String) throws {
         self.path = path
+        inMemory = false
         let fd = open(path, O_RDONLY)
         guard fd >= 0 else { throw FuseIOError.cannotOpen(path: path, reason: String(cString: strerror(errno))) }
         defer { close(fd) }
@@ -26,7 +38,10 @@ public final class MappedFile: @unchecked Sendable {
         base = UnsafeRawPointer(p)
     }
 
-    deinit { if let base { munmap(UnsafeMutableRawPointer(mutating: base), size) } }
+    deinit {
+        guard let base else { return }
+        if inMemory { UnsafeMutableRawPointer(mutating: base).deallocate() } else { munmap(UnsafeMutableRawPointer(mutating: base), size) }
+    }
 
     /// Throws unless `[offset, offset + count)` lies inside the file.
     public func check(offset: Int, count: Int, what: @autoclosure () -> String) throws {
@@ -45,7 +60,7 @@ public final class MappedFile: @unchecked Sendable {
 
     /// Tells the kernel the range will be read soon (readahead) or is no longer needed.
     public func advise(offset: Int, count: Int, willNeed: Bool) {
-        guard let base, count > 0 else { return }
+        guard let base, count > 0, !inMemory else { return }
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let start = offset / page * page
         let len = min(size, offset + count) - start

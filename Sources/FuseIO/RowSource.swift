@@ -36,7 +36,10 @@ public struct StoredRows: RowSource, @unchecked Sendable {
 extension WeightStore {
     /// The tensor as a row source (GGUF tensors come with their HF-layout transforms applied).
     public func rows(_ name: String) throws -> any RowSource {
-        if let g = ggufRows(name) { return g }
+        if let g = gguf {
+            guard let rows = try g.rows(name) else { throw FuseIOError.missingTensor(path: path, tensor: name) }
+            return rows
+        }
         return StoredRows(name: name, tensor: try tensor(name))
     }
 }

@@ -33,9 +33,19 @@ public final class SafetensorsFile: @unchecked Sendable {
     private let ranges: [String: Range<Int>]   // absolute file offsets
     private let indexByName: [String: Int]
 
-    public init(path: String) throws {
+    public convenience init(path: String) throws {
+        try self.init(file: MappedFile(path: path))
+    }
+
+    /// Parses a copy of `bytes`; `name` stands for the path in errors (tests and the fuzzer).
+    public convenience init(bytes: [UInt8], name: String = "<memory>") throws {
+        try self.init(file: MappedFile(bytes: bytes, name: name))
+    }
+
+    public init(file: MappedFile) throws {
+        self.file = file
+        let path = file.path
         self.path = path
-        file = try MappedFile(path: path)
         // MARK: header length
         let lenBytes = try file.bytes(offset: 0, count: 8, what: "the 8-byte header length")
         let n = lenBytes.loadUnaligned(as: UInt64.self).littleEndian

@@ -145,6 +145,12 @@ public final class WeightStore: @unchecked Sendable {
         }
     }
 
+    /// The GGUF view behind this store, when it reads a GGUF file.
+    var gguf: GGUFWeights? { if case let .gguf(g) = backend { return g }; return nil }
+
+    /// The GGUF file behind this store (metadata, vocabulary), when it reads one.
+    public var ggufFile: GGUFFile? { gguf?.file }
+
     /// Parameter count (elements of every tensor).
     public var parameterCount: Int { names.reduce(0) { $0 + (info($1)?.elementCount ?? 0) } }
 }

@@ -31,13 +31,14 @@ case "gguf":
         try GGUFTarget.run(input, iteration: iteration)
     }
 case "safetensors":
-    // HOOK(safetensors): plug the safetensors parser in here, like the gguf case: build valid
-    // seed files with the safetensors writer, then
-    //     fuzz(format: "safetensors", seconds: seconds, seed: seed, seeds: seeds, outDir: outDir) { input in
-    //         /* parse `input`, read every tensor, check invariants; throw FuseIOError to refuse */
-    //     }
-    // `Mutator` and `fuzz` (Harness.swift) are format-agnostic.
-    print("safetensors: not wired yet")
+    let seeds: [[UInt8]]
+    do { seeds = try SafetensorsTarget.seeds() } catch {
+        print("fuzz-formats safetensors: cannot build the seeds: \(error)")
+        exit(1)
+    }
+    fuzz(format: "safetensors", seconds: seconds, seed: seed, seeds: seeds, outDir: outDir) { input in
+        try SafetensorsTarget.run(input)
+    }
 default:
     print("usage: fuzz-formats gguf|safetensors SECONDS [SEED]")
     exit(2)
