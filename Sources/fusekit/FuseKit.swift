@@ -6,5 +6,5 @@ struct FuseKitCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fusekit",
         abstract: "Fuse the knowledge of language models: merge, evolve, distill, transfer.",
-        subcommands: [])
+        subcommands: [TokenizeCommand.self])
 }
