@@ -77,9 +77,10 @@ public final class BPEModel: Model {
     public func token(_ id: Int) -> [UInt8]? { id >= 0 && id < idToToken.count ? idToToken[id] : nil }
     public func id(_ token: [UInt8]) -> Int? { vocab.first(token).map(Int.init) }
 
-    /// True when raw bytes can stand for byte-level characters: every byte's character is in the
-    /// vocabulary and no prefix/suffix decorates symbols.
-    var acceptsRawBytes: Bool { prefix == nil && suffix == nil && !ignoreMerges && !byteLevelIDs.contains(-1) }
+    /// True when raw bytes can stand for byte-level characters: no prefix/suffix decorates symbols
+    /// and whole-word lookups are off. A word with a byte whose character is not in the vocabulary
+    /// still takes the character path (unk and byte fallback as HF does them).
+    var acceptsRawBytes: Bool { prefix == nil && suffix == nil && !ignoreMerges }
 
     public func tokenize(_ word: [UInt8], into out: inout [Int32]) {
         word.withUnsafeBufferPointer { tokenize($0, byteLevel: false, into: &out) }
@@ -92,10 +93,16 @@ public final class BPEModel: Model {
         let key = UnsafeRawBufferPointer(word)
         if cache.appendValues(key, to: &out) { return }
         var symbols: [Int32] = []
-        if byteLevel && acceptsRawBytes {
+        var rawBytes = byteLevel && acceptsRawBytes
+        if rawBytes {
             symbols.reserveCapacity(word.count)
-            for b in word { symbols.append(byteLevelIDs[Int(b)]) }
-        } else {
+            for b in word {
+                let id = byteLevelIDs[Int(b)]
+                if id < 0 { rawBytes = false; symbols.removeAll(); break }
+                symbols.append(id)
+            }
+        }
+        if !rawBytes {
             let text = byteLevel ? ByteLevel.encode(Array(word)) : Array(word)
             if ignoreMerges, let id = vocab.first(text) {
                 out.append(id)
