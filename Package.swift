@@ -13,6 +13,7 @@ let package = Package(
     products: [
         .executable(name: "fusekit", targets: ["fusekit"]),
         .library(name: "FuseIO", targets: ["FuseIO"]),
+        .library(name: "FuseTokenizers", targets: ["FuseTokenizers"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -23,13 +24,16 @@ let package = Package(
         .target(name: "CFuseKernels", cSettings: cOptimize),
         .target(name: "FuseTensor", dependencies: ["COpenBLAS", "CFuseKernels"], swiftSettings: fastMath),
         .target(name: "FuseIO", dependencies: ["FuseTensor"], swiftSettings: fastMath),
+        .target(name: "FuseTokenizers", dependencies: ["FuseIO"], swiftSettings: fastMath),
         .executableTarget(name: "fusekit", dependencies: [
-            "FuseIO", "FuseTensor",
+            "FuseIO", "FuseTensor", "FuseTokenizers",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fastMath),
         .executableTarget(name: "fuzz-formats", dependencies: ["FuseIO", "FuseTensor"], swiftSettings: fastMath),
         .testTarget(name: "FuseTensorTests", dependencies: ["FuseTensor"]),
         .testTarget(name: "FuseIOTests", dependencies: ["FuseIO", "FuseTensor"]),
+        .testTarget(name: "FuseTokenizersTests", dependencies: ["FuseTokenizers", "FuseIO"],
+                    resources: [.copy("../Fixtures/tokenizers")]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -291,7 +291,9 @@ private struct Parser {
     mutating func object(depth: Int) throws -> JSON {
         i += 1
         var pairs: [(String, JSON)] = []
-        var seen = Set<String>()
+        // Byte-exact duplicate check: Swift's String equality is canonical equivalence, under which
+        // "\u{F1}" and "n\u{303}" would collide, but they are different keys (e.g. two vocabulary entries).
+        var seen = Set<[UInt8]>()
         skipSpace()
         if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; return .object(pairs) }
         while true {
@@ -299,7 +301,7 @@ private struct Parser {
             guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
             let keyOffset = i
             let key = try string()
-            guard seen.insert(key).inserted else {
+            guard seen.insert(Array(key.utf8)).inserted else {
                 throw JSON.ParseError(offset: keyOffset, message: "duplicate key \"\(key)\"")
             }
             skipSpace()

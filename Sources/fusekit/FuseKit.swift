@@ -8,7 +8,7 @@ struct FuseKitCommand: ParsableCommand {
         commandName: "fusekit",
         abstract: "Fuse the knowledge of language models: merge, evolve, distill, transfer.",
         discussion: "MODEL is an HF folder (config.json + *.safetensors), a .safetensors file or a .gguf file.",
-        subcommands: [InspectCommand.self, ConvertCommand.self])
+        subcommands: [InspectCommand.self, ConvertCommand.self, TokenizeCommand.self])
 
     /// Errors from the libraries print as `error: ...` and exit 1; usage errors exit 2.
     static func main() {
@@ -16,8 +16,9 @@ struct FuseKitCommand: ParsableCommand {
             var command = try parseAsRoot()
             try command.run()
         } catch {
-            if error is CleanExit || error is ExitCode { exit(withError: error) }
-            if exitCode(for: error) == .validationFailure {
+            let code = exitCode(for: error)
+            if error is CleanExit || error is ExitCode || code == .success { exit(withError: error) }   // --help, --version
+            if code == .validationFailure {
                 FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
                 Foundation.exit(2)
             }

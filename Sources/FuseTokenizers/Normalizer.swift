@@ -1,0 +1,187 @@
+// Normalizers: tokenizers/src/normalizers/*.rs. Each maps the UTF-8 bytes of one piece of text to
+// new bytes. Offsets are not tracked: FuseKit reports ids and pieces, not character spans.
+import Foundation
+import FuseIO
+
+public protocol Normalizer: Sendable {
+    func normalize(_ text: [UInt8]) -> [UInt8]
+}
+
+/// The JSON `type` names of tokenizer.json normalizers that FuseKit implements.
+enum NormalizerType: String {
+    case sequence = "Sequence", bert = "BertNormalizer", replace = "Replace", prepend = "Prepend"
+    case strip = "Strip", stripAccents = "StripAccents", lowercase = "Lowercase"
+    case nfc = "NFC", nfd = "NFD", nfkc = "NFKC", nfkd = "NFKD"
+}
+
+func makeNormalizer(_ json: JSON, path: String, key: String) throws -> Normalizer? {
+    if json.isNull { return nil }
+    let c = try Config(json, path: path, key: key)
+    let typeName = try c.string("type")
+    guard let type = NormalizerType(rawValue: typeName) else {
+        throw TokenizerError.unknownType(path: path, key: key + ".type", type: typeName)
+    }
+    switch type {
+    case .sequence:
+        let items = try c.array("normalizers")
+        return SequenceNormalizer(normalizers: try items.enumerated().compactMap {
+            try makeNormalizer($1, path: path, key: "\(key).normalizers[\($0)]")
+        })
+    case .bert:
+        return BertNormalizer(cleanText: try c.bool("clean_text", default: true),
+                              handleChineseChars: try c.bool("handle_chinese_chars", default: true),
+                              stripAccents: try c.optionalBool("strip_accents"),
+                              lowercase: try c.bool("lowercase", default: true))
+    case .replace:
+        let pattern = try c.pattern("pattern")
+        return ReplaceNormalizer(pattern: Array(pattern.utf8), content: Array(try c.string("content").utf8))
+    case .prepend: return PrependNormalizer(prefix: Array(try c.string("prepend").utf8))
+    case .strip: return StripNormalizer(left: try c.bool("strip_left", default: true), right: try c.bool("strip_right", default: true))
+    case .stripAccents: return StripAccentsNormalizer()
+    case .lowercase: return LowercaseNormalizer()
+    case .nfc: return UnicodeNormalizer(form: .nfc)
+    case .nfd: return UnicodeNormalizer(form: .nfd)
+    case .nfkc: return UnicodeNormalizer(form: .nfkc)
+    case .nfkd: return UnicodeNormalizer(form: .nfkd)
+    }
+}
+
+struct SequenceNormalizer: Normalizer {
+    let normalizers: [Normalizer]
+    func normalize(_ text: [UInt8]) -> [UInt8] { normalizers.reduce(text) { $1.normalize($0) } }
+}
+
+/// normalizers/replace.rs with a plain string pattern: every non-overlapping occurrence, left to right.
+struct ReplaceNormalizer: Normalizer {
+    let pattern: [UInt8]
+    let content: [UInt8]
+    func normalize(_ text: [UInt8]) -> [UInt8] { replaceAll(text, pattern, content) }
+}
+
+func replaceAll(_ text: [UInt8], _ pattern: [UInt8], _ content: [UInt8]) -> [UInt8] {
+    guard !pattern.isEmpty, text.count >= pattern.count else { return text }
+    var out: [UInt8] = []
+    out.reserveCapacity(text.count + 16)
+    var i = 0
+    let first = pattern[0], m = pattern.count, n = text.count
+    while i < n {
+        if text[i] == first, i + m <= n, text[i..<(i + m)].elementsEqual(pattern) {
+            out.append(contentsOf: content)
+            i += m
+        } else {
+            out.append(text[i]); i += 1
+        }
+    }
+    return out
+}
+
+/// normalizers/prepend.rs: prepends unless the piece is empty.
+struct PrependNormalizer: Normalizer {
+    let prefix: [UInt8]
+    func normalize(_ text: [UInt8]) -> [UInt8] { text.isEmpty ? text : prefix + text }
+}
+
+/// normalizers/strip.rs: removes leading/trailing whitespace (`char::is_whitespace`).
+struct StripNormalizer: Normalizer {
+    let left: Bool, right: Bool
+    func normalize(_ text: [UInt8]) -> [UInt8] {
+        var s = scalars(text)
+        if right { while let l = s.last, Unicode_.classes(l).contains(.whitespace) { s.removeLast() } }
+        if left {
+            var k = 0
+            while k < s.count, Unicode_.classes(s[k]).contains(.whitespace) { k += 1 }
+            s.removeFirst(k)
+        }
+        return utf8(s)
+    }
+}
+
+/// normalizers/strip.rs `StripAccents`: drops combining marks (\p{M}).
+struct StripAccentsNormalizer: Normalizer {
+    func normalize(_ text: [UInt8]) -> [UInt8] { utf8(scalars(text).filter { !Unicode_.classes($0).contains(.mark) }) }
+}
+
+/// Per-scalar full lowercase mapping, no context (NormalizedString::lowercase).
+struct LowercaseNormalizer: Normalizer {
+    func normalize(_ text: [UInt8]) -> [UInt8] { lowercased(text) }
+}
+
+func lowercased(_ text: [UInt8]) -> [UInt8] {
+    if text.allSatisfy({ $0 < 0x80 }) { return text.map { $0 >= 0x41 && $0 <= 0x5A ? $0 + 32 : $0 } }
+    var out: [UInt8] = []
+    out.reserveCapacity(text.count)
+    for v in scalars(text) {
+        if v < 0x80 { out.append(v >= 0x41 && v <= 0x5A ? UInt8(v + 32) : UInt8(v)); continue }
+        guard let s = Unicode.Scalar(v) else { continue }
+        out.append(contentsOf: Array(s.properties.lowercaseMapping.utf8))
+    }
+    return out
+}
+
+/// normalizers/unicode.rs: NFC, NFD, NFKC, NFKD (Foundation's Unicode tables).
+struct UnicodeNormalizer: Normalizer {
+    enum Form { case nfc, nfd, nfkc, nfkd }
+    let form: Form
+    func normalize(_ text: [UInt8]) -> [UInt8] { unicodeNormalize(text, form) }
+}
+
+func unicodeNormalize(_ text: [UInt8], _ form: UnicodeNormalizer.Form) -> [UInt8] {
+    if text.allSatisfy({ $0 < 0x80 }) { return text }
+    let s = String(decoding: text, as: UTF8.self)
+    let r: String
+    switch form {
+    case .nfc: r = s.precomposedStringWithCanonicalMapping
+    case .nfd: r = s.decomposedStringWithCanonicalMapping
+    case .nfkc: r = s.precomposedStringWithCompatibilityMapping
+    case .nfkd: r = s.decomposedStringWithCompatibilityMapping
+    }
+    return Array(r.utf8)
+}
+
+/// normalizers/bert.rs.
+struct BertNormalizer: Normalizer {
+    let cleanText: Bool, handleChineseChars: Bool, stripAccents: Bool?, lowercase: Bool
+
+    static func isChinese(_ v: UInt32) -> Bool {
+        (0x4E00...0x9FFF).contains(v) || (0x3400...0x4DBF).contains(v) || (0x20000...0x2A6DF).contains(v)
+            || (0x2A700...0x2B73F).contains(v) || (0x2B740...0x2B81F).contains(v) || (0x2B920...0x2CEAF).contains(v)
+            || (0xF900...0xFAFF).contains(v) || (0x2F800...0x2FA1F).contains(v)
+    }
+
+    /// `char::is_other`: general category C (Cc, Cf, Cs, Co, Cn).
+    static func isOther(_ v: UInt32) -> Bool {
+        guard let s = Unicode.Scalar(v) else { return true }
+        switch s.properties.generalCategory {
+        case .control, .format, .surrogate, .privateUse, .unassigned: return true
+        default: return false
+        }
+    }
+
+    func normalize(_ text: [UInt8]) -> [UInt8] {
+        var s = scalars(text)
+        if cleanText {
+            s = s.compactMap { v in
+                if v == 0 || v == 0xFFFD { return nil }
+                if v != 9 && v != 10 && v != 13 && BertNormalizer.isOther(v) { return nil }
+                if v == 9 || v == 10 || v == 13 || Unicode_.classes(v).contains(.whitespace) { return 0x20 }
+                return v
+            }
+        }
+        if handleChineseChars {
+            var out: [UInt32] = []
+            out.reserveCapacity(s.count)
+            for v in s { if BertNormalizer.isChinese(v) { out += [0x20, v, 0x20] } else { out.append(v) } }
+            s = out
+        }
+        var bytes = utf8(s)
+        if stripAccents ?? lowercase {
+            bytes = unicodeNormalize(bytes, .nfd)
+            bytes = utf8(scalars(bytes).filter { v in
+                guard let sc = Unicode.Scalar(v) else { return true }
+                return sc.properties.generalCategory != .nonspacingMark
+            })
+        }
+        if lowercase { bytes = lowercased(bytes) }
+        return bytes
+    }
+}

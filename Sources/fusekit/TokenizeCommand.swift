@@ -1,0 +1,105 @@
+import ArgumentParser
+import Foundation
+import FuseIO
+import FuseTokenizers
+
+/// `fusekit tokenize MODEL --text FILE [--json] [--decode]`: ids and pieces of a text file, or, with
+/// `--decode`, the text of a file of ids.
+struct TokenizeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tokenize",
+        abstract: "Print the token ids and pieces of a text file, or decode ids back to text.",
+        discussion: """
+        MODEL is an HF folder with tokenizer.json, or a tokenizer.json file (a .gguf file once the \
+        GGUF reader lands). The whole file is one text: its newlines are part of it.
+
+        Examples:
+          fusekit tokenize models/smollm2-hf --text prompt.txt
+          fusekit tokenize models/smollm2-hf --text prompt.txt --json
+          fusekit tokenize models/smollm2-hf --text ids.txt --decode     # ids: whitespace, commas or a JSON array
+        """)
+
+    @Argument(help: "An HF folder with tokenizer.json, or a tokenizer.json file.")
+    var model: String
+
+    @Option(name: .long, help: "The text file to tokenize (with --decode: a file of ids). '-' reads stdin.")
+    var text: String
+
+    @Flag(name: .long, help: "Decode: read ids from the file and print the text.")
+    var decode = false
+
+    @Flag(name: .long, help: "Encode without the special tokens the post-processor adds (BOS/EOS); decode without special tokens.")
+    var noSpecialTokens = false
+
+    @Flag(name: .long, help: "Print JSON: {\"ids\", \"tokens\", \"count\"} or, with --decode, {\"text\"}.")
+    var json = false
+
+    @Flag(name: .long, help: "Print only the number of tokens (and, on stderr, the encode time).")
+    var countOnly = false
+
+    func run() throws {
+        let tokenizer = try TokenizerLoader.load(model)
+        let bytes = try readInput(text)
+        if decode {
+            let ids = try parseIDs(bytes)
+            let decoded = try tokenizer.decode(ids, skipSpecialTokens: noSpecialTokens)
+            if json { print(JSON.object([("text", .string(decoded))]).serialized()) } else { print(decoded, terminator: decoded.hasSuffix("\n") ? "" : "\n") }
+            return
+        }
+        let start = DispatchTime.now().uptimeNanoseconds
+        let ids = try tokenizer.encode(utf8: bytes, addSpecialTokens: !noSpecialTokens)
+        if countOnly {
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            print(ids.count)
+            FileHandle.standardError.write(Data("encoded \(bytes.count) bytes in \(seconds) s\n".utf8))
+            return
+        }
+        let pieces = ids.map { tokenizer.token(for: $0) ?? "" }
+        if json {
+            print(JSON.object([("ids", .array(ids.map { .int($0) })), ("tokens", .array(pieces.map { .string($0) })),
+                               ("count", .int(ids.count))]).serialized())
+            return
+        }
+        print("\(ids.count) tokens")
+        print(ids.map(String.init).joined(separator: " "))
+        let width = String(ids.max() ?? 0).count
+        for (id, piece) in zip(ids, pieces) {
+            let label = String(id)
+            print(String(repeating: " ", count: width - label.count) + label + "  " + piece.debugDescription + (tokenizer.isSpecial(id) ? "  (special)" : ""))
+        }
+    }
+
+    func readInput(_ path: String) throws -> [UInt8] {
+        if path == "-" { return Array(FileHandle.standardInput.readDataToEndOfFile()) }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw FuseIOError.cannotOpen(path: path, reason: "no such file or not readable")
+        }
+        return Array(data)
+    }
+
+    /// Ids separated by whitespace or commas, optionally inside [ ].
+    func parseIDs(_ bytes: [UInt8]) throws -> [Int] {
+        let s = String(decoding: bytes, as: UTF8.self)
+        let fields = s.split(whereSeparator: { $0.isWhitespace || $0 == "," || $0 == "[" || $0 == "]" })
+        return try fields.map { f in
+            guard let i = Int(f) else { throw ValidationError("--decode: '\(f)' in \(text) is not a token id") }
+            return i
+        }
+    }
+}
+
+/// Finds the tokenizer of a model path. A `.gguf` file goes through `ggufVocabularyReader`, which
+/// the GGUF reader sets (FuseIO); until then GGUF models are refused with a clear message.
+enum TokenizerLoader {
+    nonisolated(unsafe) static var ggufVocabularyReader: ((String) throws -> GGUFVocabulary)? = nil
+
+    static func load(_ path: String) throws -> Tokenizer {
+        if path.hasSuffix(".gguf") {
+            guard let read = ggufVocabularyReader else {
+                throw FuseIOError.unsupported(path: path, what: "tokenizing from a GGUF file needs the GGUF reader, which has not landed yet; use an HF folder with tokenizer.json")
+            }
+            return try read(path).makeTokenizer()
+        }
+        return try Tokenizer(contentsOf: path)
+    }
+}
