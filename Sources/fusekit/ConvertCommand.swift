@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import FuseIO
 import FuseTensor
+import FuseTokenizers
 
 struct ConvertCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -56,5 +57,9 @@ struct ConvertCommand: ParsableCommand {
     }
 
     /// Tokenizer files for GGUF sources (built from the GGUF vocabulary); HF sources copy theirs.
-    static func tokenizerFiles(for store: WeightStore) throws -> [String: [UInt8]] { [:] }
+    static func tokenizerFiles(for store: WeightStore) throws -> [String: [UInt8]] {
+        guard let file = store.ggufFile else { return [:] }
+        let files = try TokenizerFiles.huggingFaceFiles(from: GGUFVocabulary(gguf: file))
+        return files.mapValues { Array($0.utf8) }
+    }
 }

@@ -88,18 +88,10 @@ struct TokenizeCommand: ParsableCommand {
     }
 }
 
-/// Finds the tokenizer of a model path. A `.gguf` file goes through `ggufVocabularyReader`, which
-/// the GGUF reader sets (FuseIO); until then GGUF models are refused with a clear message.
+/// Finds the tokenizer of a model path: a `.gguf` file's vocabulary, or an HF folder's tokenizer.json.
 enum TokenizerLoader {
-    nonisolated(unsafe) static var ggufVocabularyReader: ((String) throws -> GGUFVocabulary)? = nil
-
     static func load(_ path: String) throws -> Tokenizer {
-        if path.hasSuffix(".gguf") {
-            guard let read = ggufVocabularyReader else {
-                throw FuseIOError.unsupported(path: path, what: "tokenizing from a GGUF file needs the GGUF reader, which has not landed yet; use an HF folder with tokenizer.json")
-            }
-            return try read(path).makeTokenizer()
-        }
+        if path.hasSuffix(".gguf") { return try GGUFVocabulary(ggufPath: path).makeTokenizer() }
         return try Tokenizer(contentsOf: path)
     }
 }
