@@ -16,6 +16,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
     targets: [
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas",
@@ -23,13 +24,18 @@ let package = Package(
         .target(name: "CFuseKernels", cSettings: cOptimize),
         .target(name: "FuseTensor", dependencies: ["COpenBLAS", "CFuseKernels"], swiftSettings: fastMath),
         .target(name: "FuseIO", dependencies: ["FuseTensor"], swiftSettings: fastMath),
+        .target(name: "FuseMerge", dependencies: [
+            "FuseIO", "FuseTensor", .product(name: "Yams", package: "Yams"),
+        ], swiftSettings: fastMath),
         .executableTarget(name: "fusekit", dependencies: [
-            "FuseIO", "FuseTensor",
+            "FuseIO", "FuseTensor", "FuseMerge",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fastMath),
         .testTarget(name: "FuseTensorTests", dependencies: ["FuseTensor"],
                     resources: [.copy("../Fixtures/tensor")]),
         .testTarget(name: "FuseIOTests", dependencies: ["FuseIO", "FuseTensor"]),
+        .testTarget(name: "FuseMergeTests", dependencies: ["FuseMerge", "FuseIO", "FuseTensor"],
+                    resources: [.copy("../Fixtures/merge")]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,0 +1,88 @@
+import FuseTensor
+
+/// The dtype mergekit runs a method's torch ops in. Torch rounds the result of every elementwise op on a
+/// bf16/f16 tensor (computing it in Float32 first), so to reproduce mergekit bit for bit FuseKit keeps
+/// values in Float32 and applies `r` after each op that torch would round. Reductions (sum, mean, norm)
+/// accumulate in Float32 and are rounded once, as torch's CPU kernels do. With `.f32`, `r` is the identity.
+public enum Precision: Sendable, Equatable {
+    case f32, bf16, f16
+
+    public init(_ dtype: DType) {
+        switch dtype {
+        case .bf16: self = .bf16
+        case .f16: self = .f16
+        default: self = .f32
+        }
+    }
+
+    public var dtype: DType {
+        switch self {
+        case .f32: return .f32
+        case .bf16: return .bf16
+        case .f16: return .f16
+        }
+    }
+
+    /// Rounds to this precision and back (round-to-nearest-even, NaN kept).
+    @inline(__always) public func r(_ x: Float) -> Float {
+        switch self {
+        case .f32: return x
+        case .bf16: return roundToBF16(x)
+        case .f16: return Convert.float(fromF16: Convert.f16Bits(x))
+        }
+    }
+
+    /// Rounds every element of `buffer` in place.
+    public func round(_ buffer: UnsafeMutableBufferPointer<Float>) {
+        switch self {
+        case .f32: return
+        case .bf16: for i in buffer.indices { buffer[i] = roundToBF16(buffer[i]) }
+        case .f16: for i in buffer.indices { buffer[i] = Convert.float(fromF16: Convert.f16Bits(buffer[i])) }
+        }
+    }
+}
+
+/// f32 -> bf16 -> f32 with round-to-nearest-even, the same rounding as torch's `.to(torch.bfloat16)`.
+@inline(__always) func roundToBF16(_ x: Float) -> Float {
+    let bits = x.bitPattern
+    if x.isNaN { return Float(bitPattern: (bits | 0x0040_0000) & 0xFFFF_0000) }
+    let rounded = bits &+ 0x7FFF &+ ((bits >> 16) & 1)
+    return Float(bitPattern: rounded & 0xFFFF_0000)
+}
+
+/// Sum accumulated in Float64 (DESIGN.md: accumulate in f64); callers round the result.
+@inline(__always) func sum(_ x: UnsafeMutableBufferPointer<Float>) -> Double {
+    var s = 0.0
+    for v in x { s += Double(v) }
+    return s
+}
+
+func l1Norm(_ x: UnsafeMutableBufferPointer<Float>) -> Double {
+    var s = 0.0
+    for v in x { s += Double(abs(v)) }
+    return s
+}
+
+func l2Norm(_ x: UnsafeMutableBufferPointer<Float>) -> Double {
+    var s = 0.0
+    for v in x { s += Double(v) * Double(v) }
+    return s.squareRoot()
+}
+
+func dot(_ x: UnsafeMutableBufferPointer<Float>, _ y: UnsafeMutableBufferPointer<Float>) -> Double {
+    var s = 0.0
+    for i in x.indices { s += Double(x[i]) * Double(y[i]) }
+    return s
+}
+
+/// A scratch Float32 buffer freed when the value dies.
+final class Scratch {
+    private let base: UnsafeMutablePointer<Float>
+    let buffer: UnsafeMutableBufferPointer<Float>
+    init(count: Int) {
+        base = .allocate(capacity: max(count, 1))
+        base.initialize(repeating: 0, count: max(count, 1))
+        buffer = UnsafeMutableBufferPointer(start: base, count: count)
+    }
+    deinit { base.deallocate() }
+}

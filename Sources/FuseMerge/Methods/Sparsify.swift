@@ -1,0 +1,168 @@
+import FuseTensor
+
+// MARK: - Sparsifiers of the task-arithmetic family (mergekit 0.1.5 `sparsify.py`)
+//
+// Each works in place on one task vector τ and keeps a fraction `density` of it. Every sparsifier
+// returns τ unchanged when density >= 1, so the default density 1 disables pruning.
+
+public enum Sparsifier: Sendable {
+    /// TIES trim: keep the k = max(1, ⌊d·n⌋) largest |τ| (d <= 0 zeroes τ).
+    case magnitude
+    /// DARE: keep each entry with probability d (Bernoulli).
+    case random
+    /// Breadcrumbs: drop the ⌊γ·n⌋ largest |τ| and enough of the smallest to keep ⌊d·n⌋.
+    case magnitudeOutliers
+    /// DELLA MagPrune: per row, keep probability rises linearly with the rank of |τ| from d−ε to d+ε.
+    case dellaMagprune
+}
+
+struct SparsifyArguments {
+    var density: Double
+    var gamma: Double = 0.01
+    var epsilon: Double = 0.15
+    var rescale: Bool
+}
+
+/// Elements per random stream: the DARE mask of chunk c comes from SeededRNG(seed, name, chunk: c),
+/// so the mask never depends on the thread count.
+let randomChunkElements = 1 << 16
+
+extension Sparsifier {
+    /// Sparsifies `tau` in place. `streamName` names the random stream (tensor name and input index).
+    func apply(_ tau: UnsafeMutableBufferPointer<Float>, shape: [Int], _ a: SparsifyArguments, precision: Precision,
+               seed: UInt64, streamName: String, tensorName: String) throws {
+        if a.density >= 1 { return }
+        let n = tau.count
+        switch self {
+        case .magnitude:
+            if a.density <= 0 || n == 0 { tau.update(repeating: 0); return }
+            let k = max(1, Int(a.density * Double(n)))
+            let keep = LargestSelection(tau, k: k)
+            rescaleMasked(tau, precision: precision, rescale: a.rescale) { i, v in keep.contains(i, v) }
+
+        case .magnitudeOutliers:
+            let target = Int(a.density * Double(n))
+            let top = Int(a.gamma * Double(n))
+            let bottom = max(0, n - target - top)
+            // Ascending ranks [bottom, bottom + target) are kept: inside the n − bottom largest but not
+            // among the n − bottom − target largest.
+            let upper = max(0, min(n, n - bottom))
+            let excluded = max(0, upper - target)
+            let inside = LargestSelection(tau, k: upper)
+            let outliers = LargestSelection(tau, k: excluded)
+            rescaleMasked(tau, precision: precision, rescale: a.rescale) { i, v in inside.contains(i, v) && !outliers.contains(i, v) }
+
+        case .random:
+            // mergekit samples bf16 masks in bf16 and everything else in f32, then casts back.
+            let work: Precision = precision == .bf16 ? .bf16 : .f32
+            let d = Float(a.density)
+            let keep = UnsafeMutableBufferPointer<Bool>.allocate(capacity: max(n, 1))
+            defer { keep.deallocate() }
+            parallelFor(count: n, chunkSize: randomChunkElements) { c, range in
+                var rng = SeededRNG(seed: seed, name: streamName, chunk: c)
+                for i in range { keep[i] = rng.nextFloat() < d }
+            }
+            rescaleMasked(tau, precision: work, rescale: a.rescale) { i, _ in keep[i] }
+            if work != precision { precision.round(tau) }
+
+        case .dellaMagprune:
+            if a.density <= 0 { tau.update(repeating: 0); return }
+            guard a.density - a.epsilon > 0, a.density + a.epsilon < 1 else {
+                throw MergeError.method(name: "della", tensor: tensorName,
+                                        message: "epsilon must keep density ± epsilon inside (0, 1); got density \(a.density), epsilon \(a.epsilon)")
+            }
+            let work: Precision = precision == .bf16 ? .bf16 : .f32
+            let cols = shape.count >= 2 ? (shape.last ?? 1) : n
+            let rows = cols == 0 ? 0 : n / cols
+            let keep = UnsafeMutableBufferPointer<Bool>.allocate(capacity: max(n, 1))
+            defer { keep.deallocate() }
+            let low = a.density - a.epsilon, span = 2 * a.epsilon
+            parallelFor(count: rows, chunkSize: 1) { row, _ in
+                let start = row * cols
+                var order = Array(0..<cols)
+                order.sort { abs(tau[start + $0]) < abs(tau[start + $1]) || (abs(tau[start + $0]) == abs(tau[start + $1]) && $0 < $1) }
+                var rng = SeededRNG(seed: seed, name: streamName, chunk: row)
+                var probability = [Double](repeating: 0, count: cols)
+                for (rank, j) in order.enumerated() {
+                    let norm = cols > 1 ? Double(rank) / Double(cols - 1) : 0
+                    probability[j] = low + norm * span
+                }
+                for j in 0..<cols { keep[start + j] = rng.nextDouble() < probability[j] }
+            }
+            rescaleMasked(tau, precision: work, rescale: a.rescale) { i, _ in keep[i] }
+            if work != precision { precision.round(tau) }
+        }
+    }
+}
+
+/// Zeroes entries the mask drops; with `rescale`, multiplies the rest by ‖τ‖₁ / ‖m⊙τ‖₁ (mergekit's
+/// `rescaled_masked_tensor` with the L1 norm, skipped when either norm is below 1e-7). This matches
+/// DARE's 1/d only in expectation; it is what mergekit does.
+func rescaleMasked(_ tau: UnsafeMutableBufferPointer<Float>, precision: Precision, rescale: Bool, keep: (Int, Float) -> Bool) {
+    let rescaleEpsilon = 1e-7
+    var before = 0.0, after = 0.0
+    for i in tau.indices {
+        let v = tau[i]
+        before += Double(abs(v))
+        if keep(i, v) { after += Double(abs(v)) } else { tau[i] = 0 }
+    }
+    guard rescale else { return }
+    let b = precision.r(Float(before)), a = precision.r(Float(after))
+    if Double(b) < rescaleEpsilon || Double(a) < rescaleEpsilon { return }
+    let scale = precision.r(b / a)
+    for i in tau.indices { tau[i] = precision.r(tau[i] * scale) }
+}
+
+/// The k largest |x| without sorting: a two-level radix select over the IEEE bit patterns of |x|
+/// (monotonic for non-negative floats). Pass 1 histograms the high 16 bits, pass 2 the low 16 bits
+/// inside the boundary bucket. Entries equal to the threshold are taken in index order; mergekit's
+/// argsort leaves their order unspecified, so only exact ties at the boundary can differ.
+struct LargestSelection {
+    let threshold: UInt32
+    let takeAtThreshold: Int
+    let all: Bool
+    let none: Bool
+    /// Index below which threshold-equal entries are kept (computed once, so `contains` is O(1)).
+    private let tieCutoff: Int
+
+    init(_ x: UnsafeMutableBufferPointer<Float>, k: Int) {
+        let n = x.count
+        let values = x
+        all = k >= n
+        none = k <= 0
+        if all || none { threshold = 0; takeAtThreshold = 0; tieCutoff = 0; return }
+        var high = [Int](repeating: 0, count: 1 << 16)
+        for v in values { high[Int((v.bitPattern & 0x7FFF_FFFF) >> 16)] += 1 }
+        var above = 0, bucket = 0
+        for b in stride(from: (1 << 16) - 1, through: 0, by: -1) {
+            if above + high[b] >= k { bucket = b; break }
+            above += high[b]
+        }
+        var low = [Int](repeating: 0, count: 1 << 16)
+        for v in values {
+            let u = v.bitPattern & 0x7FFF_FFFF
+            if Int(u >> 16) == bucket { low[Int(u & 0xFFFF)] += 1 }
+        }
+        var need = k - above, t: UInt32 = 0
+        for l in stride(from: (1 << 16) - 1, through: 0, by: -1) {
+            if low[l] >= need { t = UInt32(bucket) << 16 | UInt32(l); break }
+            need -= low[l]
+        }
+        threshold = t
+        takeAtThreshold = need
+        var seen = 0, cutoff = n
+        for i in 0..<n where (values[i].bitPattern & 0x7FFF_FFFF) == t {
+            seen += 1
+            if seen == need { cutoff = i + 1; break }
+        }
+        tieCutoff = cutoff
+    }
+
+    /// Whether entry `i`, whose value is `v`, is among the k largest.
+    @inline(__always) func contains(_ i: Int, _ v: Float) -> Bool {
+        if all { return true }
+        if none { return false }
+        let b = v.bitPattern & 0x7FFF_FFFF
+        return b > threshold || (b == threshold && i < tieCutoff)
+    }
+}
