@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import FuseTensor
 
 @main
@@ -6,5 +7,22 @@ struct FuseKitCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fusekit",
         abstract: "Fuse the knowledge of language models: merge, evolve, distill, transfer.",
-        subcommands: [])
+        discussion: "MODEL is an HF folder (config.json + *.safetensors), a .safetensors file or a .gguf file.",
+        subcommands: [InspectCommand.self, ConvertCommand.self])
+
+    /// Errors from the libraries print as `error: ...` and exit 1; usage errors exit 2.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            if error is CleanExit || error is ExitCode { exit(withError: error) }
+            if exitCode(for: error) == .validationFailure {
+                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                Foundation.exit(2)
+            }
+            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            Foundation.exit(1)
+        }
+    }
 }
