@@ -1,0 +1,235 @@
+import Foundation
+import FuseIO
+import FuseTensor
+
+/// Receives merged tensors in the output dtype, in plan order.
+public protocol TensorSink: AnyObject {
+    func write(_ name: String, dtype: DType, shape: [Int], bytes: UnsafeRawBufferPointer) throws
+}
+
+extension ShardedSafetensorsWriter: TensorSink {
+    public func write(_ name: String, dtype: DType, shape: [Int], bytes: UnsafeRawBufferPointer) throws {
+        try write(name, bytes: bytes)
+    }
+}
+
+/// Keeps every merged tensor in memory (tests, evolutionary search).
+public final class InMemorySink: TensorSink {
+    public private(set) var tensors: [(String, Tensor)] = []
+    public init() {}
+    public func write(_ name: String, dtype: DType, shape: [Int], bytes: UnsafeRawBufferPointer) throws {
+        let b = Buffer(byteCount: bytes.count)
+        if bytes.count > 0, let src = bytes.baseAddress { b.base.copyMemory(from: src, byteCount: bytes.count) }
+        tensors.append((name, try Tensor(dtype: dtype, shape: shape, buffer: b)))
+    }
+    public func tensor(_ name: String) -> Tensor? { tensors.first { $0.0 == name }?.1 }
+}
+
+public struct ExecutionOptions: Sendable {
+    public var seed: UInt64 = 0
+    /// Bytes of Float32 working memory the loader may fill ahead of the compute (one tensor larger than
+    /// this still runs, alone).
+    public var prefetchBudgetBytes = 768 << 20
+    public init(seed: UInt64 = 0) { self.seed = seed }
+}
+
+/// Inputs of one output tensor rows-permuted to an output vocabulary (see Vocabulary.swift): for input k,
+/// output row r takes input row `rows[k][r]`, or the fallback when it is -1.
+protocol RowMapper: Sendable {
+    func align(entry: PlanEntry, inputs: inout [Scratch], shape: inout [Int]) throws
+}
+
+/// The streaming executor: for each plan entry, read its inputs as Float32 (rounded to the computation
+/// dtype), merge, convert to the output dtype, write. A loader thread reads entry k+1 while entry k is
+/// merged, and a writer queue writes entry k−1; a byte budget bounds what the loader may hold.
+public final class MergeExecutor {
+    public let plan: MergePlan
+    let sources: [ModelSource]
+    let method: any MergeMethod
+    let options: ExecutionOptions
+    var rowMapper: RowMapper?
+
+    init(plan: MergePlan, sources: [ModelSource], options: ExecutionOptions = ExecutionOptions(), rowMapper: RowMapper?) throws {
+        guard let m = MethodRegistry.method(named: plan.method) else { throw MergeError.unknownMethod(name: plan.method, suggestion: nil) }
+        self.plan = plan
+        self.sources = sources
+        self.method = m
+        self.options = options
+        self.rowMapper = rowMapper
+    }
+
+    public convenience init(plan: MergePlan, sources: [ModelSource], options: ExecutionOptions = ExecutionOptions()) throws {
+        try self.init(plan: plan, sources: sources, options: options, rowMapper: nil)
+    }
+
+    /// Loaded inputs of one entry.
+    final class Loaded {
+        let entry: PlanEntry
+        var inputs: [Scratch]
+        var shape: [Int]
+        let bytes: Int
+        init(entry: PlanEntry, inputs: [Scratch], shape: [Int], bytes: Int) { self.entry = entry; self.inputs = inputs; self.shape = shape; self.bytes = bytes }
+    }
+
+    func load(_ entry: PlanEntry) throws -> Loaded {
+        let count = elementCount(entry.shape) ?? 0
+        let pr = Precision(entry.computeDType)
+        var inputs: [Scratch] = []
+        for input in entry.inputs {
+            let source = sources[input.model]
+            let tensor = try source.loadTensor(input.tensor)
+            let aligning = rowMapper != nil && entry.vocabularyAxis != nil
+            guard tensor.count == count || aligning else {
+                throw MergeError.shapeMismatch(tensor: entry.name, shapes: [("plan", entry.shape), (plan.models[input.model].description, tensor.shape)])
+            }
+            let s = Scratch(count: tensor.count)
+            if tensor.count > 0, let p = s.buffer.baseAddress { try tensor.toFloat32(into: p, count: tensor.count) }
+            // Inputs are converted to the computation dtype on load (mergekit casts to `dtype` in GatherTensors).
+            if pr != Precision(tensor.dtype) || tensor.dtype == .f64 { pr.round(s.buffer) }
+            source.release(input.tensor)
+            inputs.append(s)
+        }
+        var shape = entry.shape
+        if let mapper = rowMapper, entry.vocabularyAxis != nil { try mapper.align(entry: entry, inputs: &inputs, shape: &shape) }
+        return Loaded(entry: entry, inputs: inputs, shape: shape, bytes: Self.budgetBytes(entry))
+    }
+
+    /// What the loader reserves for an entry: its Float32 inputs and output.
+    static func budgetBytes(_ entry: PlanEntry) -> Int { (elementCount(entry.shape) ?? 0) * 4 * (entry.inputs.count + 1) }
+
+    /// Merges one loaded entry into `out` (Float32 values, rounded to the method's result dtype).
+    func compute(_ l: Loaded) throws -> Scratch {
+        let count = l.inputs.first?.buffer.count ?? 0
+        let out = Scratch(count: count)
+        let e = l.entry
+        if e.passthrough {
+            _ = out.buffer.update(fromContentsOf: l.inputs[0].buffer)
+            return out
+        }
+        let g = MergeGroup(name: e.name, shape: l.shape, inputs: l.inputs.map(\.buffer),
+                           inputNames: e.inputs.map { plan.models[$0.model].description },
+                           baseIndex: e.baseIndex, output: out.buffer, precision: Precision(e.computeDType), seed: options.seed)
+        try method.merge(g, e.parameters)
+        for v in out.buffer where !v.isFinite {
+            throw MergeError.method(name: method.name, tensor: e.name, message: "the result holds NaN or Inf (check the weights: a divisor may be zero)")
+        }
+        return out
+    }
+
+    /// Runs the whole plan into `sink`. `progress(done, total, name)` is called from the compute thread.
+    public func run(into sink: TensorSink, progress: ((Int, Int, String) -> Void)? = nil) throws {
+        let total = plan.entries.count
+        let budget = ByteBudget(limit: options.prefetchBudgetBytes)
+        let ready = BlockingQueue<Result<Loaded, Error>>(capacity: 2)
+        let stop = AtomicFlag()
+        let loader = Thread { [self] in
+            for entry in plan.entries {
+                if stop.isSet { break }
+                budget.acquire(Self.budgetBytes(entry))
+                for input in entry.inputs { sources[input.model].prefetch(input.tensor) }
+                do { ready.push(.success(try load(entry))) } catch { ready.push(.failure(error)); break }
+            }
+        }
+        loader.stackSize = 8 << 20
+        loader.start()
+        let writeQueue = DispatchQueue(label: "fusekit.merge.write")
+        let writesInFlight = DispatchSemaphore(value: 2)
+        let writeError = ErrorBox()
+        defer {
+            stop.set()
+            budget.cancel()
+            while ready.tryPop() != nil {}
+        }
+        for k in 0..<total {
+            let loaded = try ready.pop().get()
+            progress?(k, total, loaded.entry.name)
+            let merged = try compute(loaded)
+            let e = loaded.entry
+            let shape = loaded.shape
+            loaded.inputs = []
+            let outBytes = e.outDType.byteCount(elements: merged.buffer.count) ?? 0
+            let converted = Buffer(byteCount: outBytes)
+            if let p = merged.buffer.baseAddress {
+                try Convert.fromFloat32(e.outDType, from: p, to: converted.base, count: merged.buffer.count)
+            }
+            budget.release(loaded.bytes)
+            writesInFlight.wait()
+            if let failed = writeError.value { throw failed }
+            writeQueue.async {
+                do { try sink.write(e.name, dtype: e.outDType, shape: shape, bytes: converted.bytes) } catch {
+                    writeError.value = error
+                }
+                writesInFlight.signal()
+            }
+        }
+        writeQueue.sync {}
+        if let failed = writeError.value { throw failed }
+        progress?(total, total, "")
+    }
+}
+
+// MARK: - Small concurrency helpers
+
+/// Bytes the loader may hold; a request larger than the limit waits until nothing else is held.
+final class ByteBudget: @unchecked Sendable {
+    private let condition = NSCondition()
+    private let limit: Int
+    private var used = 0
+    private var cancelled = false
+    init(limit: Int) { self.limit = limit }
+    func acquire(_ n: Int) {
+        condition.lock()
+        while !cancelled && used > 0 && used + n > limit { condition.wait() }
+        used += n
+        condition.unlock()
+    }
+    func release(_ n: Int) {
+        condition.lock(); used = max(0, used - n); condition.broadcast(); condition.unlock()
+    }
+    func cancel() { condition.lock(); cancelled = true; condition.broadcast(); condition.unlock() }
+}
+
+final class BlockingQueue<T>: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var items: [T] = []
+    private let capacity: Int
+    init(capacity: Int) { self.capacity = capacity }
+    func push(_ item: T) {
+        condition.lock()
+        while items.count >= capacity { condition.wait() }
+        items.append(item)
+        condition.broadcast()
+        condition.unlock()
+    }
+    func pop() -> T {
+        condition.lock()
+        while items.isEmpty { condition.wait() }
+        let item = items.removeFirst()
+        condition.broadcast()
+        condition.unlock()
+        return item
+    }
+    func tryPop() -> T? {
+        condition.lock(); defer { condition.unlock() }
+        guard !items.isEmpty else { return nil }
+        let item = items.removeFirst()
+        condition.broadcast()
+        return item
+    }
+}
+
+final class AtomicFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
+    func set() { lock.lock(); value = true; lock.unlock() }
+}
+
+final class ErrorBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: Error?
+    var value: Error? {
+        get { lock.lock(); defer { lock.unlock() }; return stored }
+        set { lock.lock(); if stored == nil { stored = newValue }; lock.unlock() }
+    }
+}
