@@ -33,8 +33,7 @@ let package = Package(
         ], swiftSettings: fastMath),
         .testTarget(name: "FuseTensorTests", dependencies: ["FuseTensor"]),
         .testTarget(name: "FuseIOTests", dependencies: ["FuseIO", "FuseTensor"]),
-        .testTarget(name: "FuseMergeTests", dependencies: ["FuseMerge", "FuseIO", "FuseTensor"],
-                    resources: [.copy("../Fixtures/merge")]),
+        .testTarget(name: "FuseMergeTests", dependencies: ["FuseMerge", "FuseIO", "FuseTensor"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -277,7 +277,7 @@ public struct MergePlanner {
         let usesBase = method.contract.base != .ignored
         let baseIndex = usesBase ? present.firstIndex { $0.ref == base } : nil
         let compute = config.dtype ?? promote(present.map(\.info.dtype))
-        let outDType = outDTypeOverride ?? config.outDType ?? compute
+        let outDType = outDTypeOverride ?? config.outDType ?? (passthrough ? compute : method.resultDType(compute: compute))
 
         var parameters = ResolvedParameters()
         if !passthrough {

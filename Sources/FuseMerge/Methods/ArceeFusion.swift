@@ -13,6 +13,8 @@ public struct ArceeFusion: MergeMethod {
     public var contract: InputContract { InputContract(base: .required, minInputs: 2, maxInputs: 2) }
     public var optionalTensorPolicy: OptionalTensorPolicy { .passthroughSingleton }
     public var isRandom: Bool { true }
+    /// The fusion mask is a Float32 tensor, so torch promotes the result to Float32.
+    public func resultDType(compute: DType) -> DType { compute == .f64 ? .f64 : .f32 }
 
     static let quantileSampleSize = 1_000_000
     static let probabilityEpsilon: Float = 1e-8
@@ -26,7 +28,9 @@ public struct ArceeFusion: MergeMethod {
         if n == 0 { return }
         let cols = g.shape.last ?? 1
         let rows = cols == 0 ? 0 : n / cols
-        let importance = Scratch(count: n).buffer
+        let importanceStorage = Scratch(count: n)
+        defer { withExtendedLifetime(importanceStorage) {} }
+        let importance = importanceStorage.buffer
         let eps = Self.probabilityEpsilon
         parallelFor(count: rows, chunkSize: 1) { row, _ in
             let s = row * cols
@@ -58,7 +62,7 @@ public struct ArceeFusion: MergeMethod {
         let threshold = pr.r(median + pr.r(1.5 * pr.r(q3 - q1)))
         for j in out.indices {
             let keep: Float = importance[j] >= threshold ? 1 : 0
-            out[j] = pr.r(q[j] + pr.r(pr.r(pp[j] - q[j]) * keep))
+            out[j] = q[j] + pr.r(pp[j] - q[j]) * keep
         }
     }
 }

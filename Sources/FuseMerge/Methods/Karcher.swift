@@ -34,7 +34,9 @@ public struct Karcher: MergeMethod {
         for (k, u) in units.enumerated() { for j in mean.indices { mean[j] = pr.r(mean[j] + pr.r(a[k] * u[j])) } }
         let meanNorm = Float(l2Norm(mean))
         if Double(meanNorm) < tol { _ = mean.update(fromContentsOf: units[0]) } else { for j in mean.indices { mean[j] = pr.r(mean[j] / meanNorm) } }
-        let tangent = Scratch(count: g.count).buffer
+        let tangentStorage = Scratch(count: g.count)
+        defer { withExtendedLifetime(tangentStorage) {} }
+        let tangent = tangentStorage.buffer
         for _ in 0..<max(0, maxIter) {
             tangent.update(repeating: 0)
             for (k, u) in units.enumerated() {

@@ -1,7 +1,8 @@
 import FuseTensor
 
 /// Linear: out = Σ wᵢθᵢ, divided by Σ wᵢ with normalize (no zero guard, as in mergekit). A listed base
-/// is an ordinary input with a weight. Computed in Float32 whatever the dtype, then rounded once.
+/// is an ordinary input with a weight. Computed in Float32 whatever the dtype (fused multiply-adds, as
+/// torch's vectorised addcmul_), then rounded once.
 /// https://arxiv.org/abs/2203.05482
 public struct Linear: MergeMethod {
     public let name = "linear"
@@ -19,7 +20,7 @@ public struct Linear: MergeMethod {
         parallelFor(count: g.count, chunkSize: 1 << 14) { _, r in
             for j in r {
                 var s: Float = 0
-                for k in inputs.indices { s += inputs[k][j] * weights[k] }
+                for k in inputs.indices { s.addProduct(inputs[k][j], weights[k]) }   // torch's addcmul_ is fused
                 out[j] = pr.r(normalize ? s / denominator : s)
             }
         }

@@ -106,6 +106,9 @@ public protocol MergeMethod: Sendable {
     var optionalTensorPolicy: OptionalTensorPolicy { get }
     /// True when the output depends on `--seed`.
     var isRandom: Bool { get }
+    /// The dtype of the method's result when its ops run in `compute` (mergekit's type promotion makes a
+    /// few methods return Float32 whatever the inputs); the output is written in it unless out_dtype is set.
+    func resultDType(compute: DType) -> DType
     /// Merges `group.inputs` into `group.output`.
     func merge(_ group: MergeGroup, _ p: ResolvedParameters) throws
 }
@@ -114,6 +117,7 @@ extension MergeMethod {
     public var referenceURL: String? { nil }
     public var optionalTensorPolicy: OptionalTensorPolicy { .error }
     public var isRandom: Bool { false }
+    public func resultDType(compute: DType) -> DType { compute }
 }
 
 // MARK: - Registry: one line per method (mergekit 0.1.5 `merge_methods/registry.py`)

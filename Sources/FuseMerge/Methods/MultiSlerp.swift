@@ -36,7 +36,9 @@ public struct MultiSlerp: MergeMethod {
             let d = pr.r(norms[k] + eps)
             for j in x.indices { x[j] = pr.r(x[j] / d) }
         }
-        let mean = Scratch(count: g.count).buffer
+        let meanStorage = Scratch(count: g.count)
+        defer { withExtendedLifetime(meanStorage) {} }
+        let mean = meanStorage.buffer
         for j in mean.indices {
             var s: Float = 0
             for k in xs.indices { s += pr.r(xs[k][j] * w[k]) }

@@ -20,7 +20,8 @@ public struct NearSwap: MergeMethod {
         let minimumDistance: Float = 1e-6
         for j in out.indices {
             let diff = pr.r(abs(pr.r(a[j] - b[j])))
-            let w = pr.r(min(max(pr.r(t / pr.r(max(diff, minimumDistance))), 0), 1))
+            // torch evaluates `t / x` as reciprocal(x) * t, rounding both steps.
+            let w = pr.r(min(max(pr.r(pr.r(1 / pr.r(max(diff, minimumDistance))) * t), 0), 1))
             out[j] = pr.r(pr.r(w * b[j]) + pr.r(pr.r(1 - w) * a[j]))
         }
     }

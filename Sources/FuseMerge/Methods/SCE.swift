@@ -24,7 +24,9 @@ public struct SCE: MergeMethod {
                 for tau in taus { tau.update(repeating: 0) }
             } else {
                 // Population variance across models at each position.
-                let variance = Scratch(count: n).buffer
+                let varianceStorage = Scratch(count: n)
+                defer { withExtendedLifetime(varianceStorage) {} }
+                let variance = varianceStorage.buffer
                 var nonzero = 0
                 let m = Double(taus.count)
                 for j in 0..<n {
