@@ -82,7 +82,7 @@ public final class MergeExecutor {
             guard tensor.count == count || aligning else {
                 throw MergeError.shapeMismatch(tensor: entry.name, shapes: [("plan", entry.shape), (plan.models[input.model].description, tensor.shape)])
             }
-            let s = Scratch(count: tensor.count)
+            let s = Scratch(count: tensor.count, zeroed: false)
             if tensor.count > 0, let p = s.buffer.baseAddress { try tensor.toFloat32(into: p, count: tensor.count) }
             // Inputs are converted to the computation dtype on load (mergekit casts to `dtype` in GatherTensors).
             if pr != Precision(tensor.dtype) || tensor.dtype == .f64 { pr.round(s.buffer) }
@@ -100,7 +100,7 @@ public final class MergeExecutor {
     /// Merges one loaded entry into `out` (Float32 values, rounded to the method's result dtype).
     func compute(_ l: Loaded) throws -> Scratch {
         let count = l.inputs.first?.buffer.count ?? 0
-        let out = Scratch(count: count)
+        let out = Scratch(count: count, zeroed: false)
         let e = l.entry
         if e.passthrough {
             _ = out.buffer.update(fromContentsOf: l.inputs[0].buffer)

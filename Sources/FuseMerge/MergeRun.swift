@@ -14,6 +14,9 @@ public struct MergeRunOptions: Sendable {
     public var writeModelCard = true
     /// Copy the donor's tokenizer and generation files (mergekit's --copy-tokenizer, default on).
     public var copyTokenizer = true
+    /// fsync the shards before the folder is renamed into place. Off by default, like mergekit: the
+    /// rename already guarantees a crash of this process never leaves a partial folder.
+    public var syncOutput = false
     public init() {}
 }
 
@@ -85,7 +88,7 @@ public func runMerge(config: MergeConfig, outPath: String, options: MergeRunOpti
         exec.prefetchBudgetBytes = 768 << 20
         let executor = try MergeExecutor(plan: plan, sources: ordered, options: exec, rowMapper: vocabulary)
         try executor.run(into: writer, progress: progress)
-        try writer.finish()
+        try writer.finish(sync: options.syncOutput)
 
         let donor = ordered[plan.donor]
         if var cfg = donor.modelConfig, case var .object(pairs) = cfg {

@@ -18,10 +18,23 @@ public struct Linear: MergeMethod {
         let normalize = p.bool("normalize")
         let inputs = g.inputs, out = g.output, pr = g.precision
         parallelFor(count: g.count, chunkSize: 1 << 14) { _, r in
-            for j in r {
-                var s: Float = 0
-                for k in inputs.indices { s.addProduct(inputs[k][j], weights[k]) }   // torch's addcmul_ is fused
-                out[j] = pr.r(normalize ? s / denominator : s)
+            // torch's addcmul_ is a fused multiply-add. Swift's baseline x86-64 target has no FMA
+            // instruction (fmaf is a libm call), so the fused step is computed in Double: x·w is exact
+            // there, and the sum rounds once more only when the magnitudes are ~2^29 apart.
+            let m = r.count
+            let acc = UnsafeMutablePointer<Float>.allocate(capacity: m)
+            defer { acc.deallocate() }
+            acc.initialize(repeating: 0, count: m)
+            for k in inputs.indices {
+                guard let x = inputs[k].baseAddress.map({ $0 + r.lowerBound }) else { continue }
+                let w = Double(weights[k])
+                for j in 0..<m { acc[j] = Float(Double(x[j]) * w + Double(acc[j])) }
+            }
+            let d = denominator
+            switch pr {
+            case .f32: for j in 0..<m { out[r.lowerBound + j] = normalize ? acc[j] / d : acc[j] }
+            case .bf16: for j in 0..<m { out[r.lowerBound + j] = roundToBF16(normalize ? acc[j] / d : acc[j]) }
+            case .f16: for j in 0..<m { out[r.lowerBound + j] = pr.r(normalize ? acc[j] / d : acc[j]) }
             }
         }
     }

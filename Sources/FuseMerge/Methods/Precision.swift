@@ -44,10 +44,11 @@ public enum Precision: Sendable, Equatable {
 
 /// f32 -> bf16 -> f32 with round-to-nearest-even, the same rounding as torch's `.to(torch.bfloat16)`.
 @inline(__always) func roundToBF16(_ x: Float) -> Float {
+    // Branchless so loops vectorise; a NaN stays a (quiet) NaN.
     let bits = x.bitPattern
-    if x.isNaN { return Float(bitPattern: (bits | 0x0040_0000) & 0xFFFF_0000) }
-    let rounded = bits &+ 0x7FFF &+ ((bits >> 16) & 1)
-    return Float(bitPattern: rounded & 0xFFFF_0000)
+    let rounded = (bits &+ 0x7FFF &+ ((bits >> 16) & 1)) & 0xFFFF_0000
+    let nan = (bits | 0x0040_0000) & 0xFFFF_0000
+    return Float(bitPattern: (bits & 0x7FFF_FFFF) > 0x7F80_0000 ? nan : rounded)
 }
 
 /// Sum accumulated in Float64 (DESIGN.md: accumulate in f64); callers round the result.
@@ -79,10 +80,34 @@ func dot(_ x: UnsafeMutableBufferPointer<Float>, _ y: UnsafeMutableBufferPointer
 final class Scratch {
     private let base: UnsafeMutablePointer<Float>
     let buffer: UnsafeMutableBufferPointer<Float>
-    init(count: Int) {
+    /// `zeroed: false` leaves the memory uninitialised, for buffers the caller fills completely.
+    init(count: Int, zeroed: Bool = true) {
         base = .allocate(capacity: max(count, 1))
-        base.initialize(repeating: 0, count: max(count, 1))
+        if zeroed { base.initialize(repeating: 0, count: max(count, 1)) }
         buffer = UnsafeMutableBufferPointer(start: base, count: count)
     }
     deinit { base.deallocate() }
+}
+
+// MARK: - Rounding as a type, for hot loops
+
+/// `Precision.r` as a static function, so generic kernels specialise into one loop per precision
+/// with no per-element switch (the loops then vectorise).
+protocol Rounder { static func r(_ x: Float) -> Float }
+enum RoundF32: Rounder { @inline(__always) static func r(_ x: Float) -> Float { x } }
+enum RoundBF16: Rounder { @inline(__always) static func r(_ x: Float) -> Float { roundToBF16(x) } }
+enum RoundF16: Rounder { @inline(__always) static func r(_ x: Float) -> Float { Convert.float(fromF16: Convert.f16Bits(x)) } }
+
+/// x ← r(x − y) elementwise, in parallel chunks.
+func subtractInPlace(_ x: UnsafeMutableBufferPointer<Float>, _ y: UnsafeMutableBufferPointer<Float>, _ pr: Precision) {
+    func run<R: Rounder>(_: R.Type) {
+        parallelFor(count: x.count, chunkSize: 1 << 16) { _, r in
+            for j in r { x[j] = R.r(x[j] - y[j]) }
+        }
+    }
+    switch pr {
+    case .f32: run(RoundF32.self)
+    case .bf16: run(RoundBF16.self)
+    case .f16: run(RoundF16.self)
+    }
 }

@@ -37,8 +37,7 @@ extension Sparsifier {
         case .magnitude:
             if a.density <= 0 || n == 0 { tau.update(repeating: 0); return }
             let k = max(1, Int(a.density * Double(n)))
-            let keep = LargestSelection(tau, k: k)
-            rescaleMasked(tau, precision: precision, rescale: a.rescale) { i, v in keep.contains(i, v) }
+            rescaleMasked(tau, precision: precision, rescale: a.rescale, rule: TopKRule(selection: LargestSelection(tau, k: k, bf16Exact: precision == .bf16)))
 
         case .magnitudeOutliers:
             let target = Int(a.density * Double(n))
@@ -48,9 +47,9 @@ extension Sparsifier {
             // among the n − bottom − target largest.
             let upper = max(0, min(n, n - bottom))
             let excluded = max(0, upper - target)
-            let inside = LargestSelection(tau, k: upper)
-            let outliers = LargestSelection(tau, k: excluded)
-            rescaleMasked(tau, precision: precision, rescale: a.rescale) { i, v in inside.contains(i, v) && !outliers.contains(i, v) }
+            let rule = BandRule(inside: LargestSelection(tau, k: upper, bf16Exact: precision == .bf16),
+                                outliers: LargestSelection(tau, k: excluded, bf16Exact: precision == .bf16))
+            rescaleMasked(tau, precision: precision, rescale: a.rescale, rule: rule)
 
         case .random:
             // mergekit samples bf16 masks in bf16 and everything else in f32, then casts back.
@@ -62,7 +61,7 @@ extension Sparsifier {
                 var rng = SeededRNG(seed: seed, name: streamName, chunk: c)
                 for i in range { keep[i] = rng.nextFloat() < d }
             }
-            rescaleMasked(tau, precision: work, rescale: a.rescale) { i, _ in keep[i] }
+            rescaleMasked(tau, precision: work, rescale: a.rescale, rule: MaskRule(mask: keep))
             if work != precision { precision.round(tau) }
 
         case .dellaMagprune:
@@ -89,7 +88,7 @@ extension Sparsifier {
                 }
                 for j in 0..<cols { keep[start + j] = rng.nextDouble() < probability[j] }
             }
-            rescaleMasked(tau, precision: work, rescale: a.rescale) { i, _ in keep[i] }
+            rescaleMasked(tau, precision: work, rescale: a.rescale, rule: MaskRule(mask: keep))
             if work != precision { precision.round(tau) }
         }
     }
@@ -98,15 +97,49 @@ extension Sparsifier {
 /// Zeroes entries the mask drops; with `rescale`, multiplies the rest by ‖τ‖₁ / ‖m⊙τ‖₁ (mergekit's
 /// `rescaled_masked_tensor` with the L1 norm, skipped when either norm is below 1e-7). This matches
 /// DARE's 1/d only in expectation; it is what mergekit does.
-func rescaleMasked(_ tau: UnsafeMutableBufferPointer<Float>, precision: Precision, rescale: Bool, keep: (Int, Float) -> Bool) {
+/// Which entries a sparsifier keeps; a type per rule so `rescaleMasked` specialises and inlines it.
+protocol KeepRule { func keep(_ i: Int, _ v: Float) -> Bool }
+struct TopKRule: KeepRule {
+    let selection: LargestSelection
+    @inline(__always) func keep(_ i: Int, _ v: Float) -> Bool { selection.contains(i, v) }
+}
+struct BandRule: KeepRule {
+    let inside: LargestSelection, outliers: LargestSelection
+    @inline(__always) func keep(_ i: Int, _ v: Float) -> Bool { inside.contains(i, v) && !outliers.contains(i, v) }
+}
+struct MaskRule: KeepRule {
+    let mask: UnsafeMutableBufferPointer<Bool>
+    @inline(__always) func keep(_ i: Int, _ v: Float) -> Bool { mask[i] }
+}
+
+func rescaleMasked<K: KeepRule>(_ tau: UnsafeMutableBufferPointer<Float>, precision: Precision, rescale: Bool, rule: K) {
     let rescaleEpsilon = 1e-7
-    var before = 0.0, after = 0.0
-    for i in tau.indices {
-        let v = tau[i]
-        before += Double(abs(v))
-        if keep(i, v) { after += Double(abs(v)) } else { tau[i] = 0 }
+    // Chunked partial sums (added in chunk order, so the result does not depend on threads).
+    let chunk = 1 << 16
+    let chunks = (tau.count + chunk - 1) / chunk
+    var partial = [(Double, Double)](repeating: (0, 0), count: max(chunks, 1))
+    partial.withUnsafeMutableBufferPointer { sums in
+        parallelFor(count: tau.count, chunkSize: chunk) { c, r in
+            // Four independent accumulators break the dependency chain of the Double sums.
+            var b0 = 0.0, b1 = 0.0, b2 = 0.0, b3 = 0.0, a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0
+            var i = r.lowerBound
+            @inline(__always) func step(_ i: Int, _ b: inout Double, _ a: inout Double) {
+                let v = tau[i], m = Double(abs(v)), k = rule.keep(i, v)
+                b += m
+                a += k ? m : 0
+                tau[i] = k ? v : 0
+            }
+            while i + 4 <= r.upperBound {
+                step(i, &b0, &a0); step(i + 1, &b1, &a1); step(i + 2, &b2, &a2); step(i + 3, &b3, &a3)
+                i += 4
+            }
+            while i < r.upperBound { step(i, &b0, &a0); i += 1 }
+            sums[c] = ((b0 + b1) + (b2 + b3), (a0 + a1) + (a2 + a3))
+        }
     }
     guard rescale else { return }
+    var before = 0.0, after = 0.0
+    for (b, a) in partial { before += b; after += a }
     let b = precision.r(Float(before)), a = precision.r(Float(after))
     if Double(b) < rescaleEpsilon || Double(a) < rescaleEpsilon { return }
     let scale = precision.r(b / a)
@@ -125,28 +158,29 @@ struct LargestSelection {
     /// Index below which threshold-equal entries are kept (computed once, so `contains` is O(1)).
     private let tieCutoff: Int
 
-    init(_ x: UnsafeMutableBufferPointer<Float>, k: Int) {
+    /// `bf16Exact`: every value is a bf16 value (low 16 bits zero), so the high-bits pass is exact.
+    init(_ x: UnsafeMutableBufferPointer<Float>, k: Int, bf16Exact: Bool = false) {
         let n = x.count
         let values = x
         all = k >= n
         none = k <= 0
-        if all || none { threshold = 0; takeAtThreshold = 0; tieCutoff = 0; return }
-        var high = [Int](repeating: 0, count: 1 << 16)
-        for v in values { high[Int((v.bitPattern & 0x7FFF_FFFF) >> 16)] += 1 }
+        // all: every |x| >= 0 with every index before the cutoff; none: no |x| reaches UInt32.max.
+        if all { threshold = 0; takeAtThreshold = n; tieCutoff = n; return }
+        if none { threshold = UInt32.max; takeAtThreshold = 0; tieCutoff = 0; return }
+        let high = Self.histogram(values) { $0 >> 16 }
         var above = 0, bucket = 0
         for b in stride(from: (1 << 16) - 1, through: 0, by: -1) {
             if above + high[b] >= k { bucket = b; break }
             above += high[b]
         }
-        var low = [Int](repeating: 0, count: 1 << 16)
-        for v in values {
-            let u = v.bitPattern & 0x7FFF_FFFF
-            if Int(u >> 16) == bucket { low[Int(u & 0xFFFF)] += 1 }
-        }
-        var need = k - above, t: UInt32 = 0
-        for l in stride(from: (1 << 16) - 1, through: 0, by: -1) {
-            if low[l] >= need { t = UInt32(bucket) << 16 | UInt32(l); break }
-            need -= low[l]
+        var need = k - above, t: UInt32 = UInt32(bucket) << 16
+        if !bf16Exact {
+            let target = UInt32(bucket)
+            let low = Self.histogram(values) { ($0 >> 16) == target ? ($0 & 0xFFFF) : nil }
+            for l in stride(from: (1 << 16) - 1, through: 0, by: -1) {
+                if low[l] >= need { t = UInt32(bucket) << 16 | UInt32(l); break }
+                need -= low[l]
+            }
         }
         threshold = t
         takeAtThreshold = need
@@ -158,11 +192,29 @@ struct LargestSelection {
         tieCutoff = cutoff
     }
 
+    /// Counts of `key(|x| bits)` over 65536 bins, one histogram per worker, summed (integer counts, so
+    /// the result does not depend on the thread count).
+    static func histogram(_ x: UnsafeMutableBufferPointer<Float>, _ key: (UInt32) -> UInt32?) -> [Int] {
+        let bins = 1 << 16
+        let workers = max(1, min(Parallel.threads, x.count / (1 << 16)))
+        let per = (x.count + workers - 1) / workers
+        var counts = [Int](repeating: 0, count: bins * workers)
+        counts.withUnsafeMutableBufferPointer { c in
+            guard let base = c.baseAddress else { return }
+            parallelFor(count: x.count, chunkSize: max(per, 1)) { w, r in
+                let h = base + w * bins
+                for i in r { if let b = key(x[i].bitPattern & 0x7FFF_FFFF) { h[Int(b)] += 1 } }
+            }
+        }
+        var total = [Int](repeating: 0, count: bins)
+        for w in 0..<workers { for b in 0..<bins { total[b] += counts[w * bins + b] } }
+        return total
+    }
+
     /// Whether entry `i`, whose value is `v`, is among the k largest.
     @inline(__always) func contains(_ i: Int, _ v: Float) -> Bool {
-        if all { return true }
-        if none { return false }
         let b = v.bitPattern & 0x7FFF_FFFF
-        return b > threshold || (b == threshold && i < tieCutoff)
+        let above: UInt8 = b > threshold ? 1 : 0, at: UInt8 = b == threshold ? 1 : 0, early: UInt8 = i < tieCutoff ? 1 : 0
+        return (above | (at & early)) != 0
     }
 }

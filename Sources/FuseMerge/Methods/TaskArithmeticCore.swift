@@ -46,9 +46,7 @@ public struct TaskArithmeticFamily: MergeMethod {
         var weights: [Float] = []
         for i in others {
             let tau = g.inputs[i]
-            parallelFor(count: n, chunkSize: 1 << 16) { _, r in
-                for j in r { tau[j] = pr.r(tau[j] - base[j]) }
-            }
+            subtractInPlace(tau, base, pr)
             if let sparsifier {
                 let args = SparsifyArguments(density: p.double("density", input: i) ?? 1,
                                              gamma: p.double("gamma", input: i) ?? 0.01,
@@ -61,42 +59,85 @@ public struct TaskArithmeticFamily: MergeMethod {
         }
 
         let normalize = p.bool("normalize")
-        let lambda = p.double("lambda")
-        let scalarDivisor: Float = {
-            var d: Float = 0
-            for w in weights { d += w }
-            d = pr.r(d)
-            return abs(d) < 1e-8 ? 1 : d
-        }()
+        let lambda = Float(p.double("lambda"))
+        var scalarDivisor: Float = 0
+        for w in weights { scalarDivisor += w }
+        scalarDivisor = pr.r(scalarDivisor)
+        if abs(scalarDivisor) < 1e-8 { scalarDivisor = 1 }
         let taus = others.map { g.inputs[$0] }
+        let settings = CombineSettings(weights: weights, consensus: signConsensus, normalize: normalize,
+                                       lambda: lambda, scalarDivisor: scalarDivisor)
         let out = g.output
-        let consensus = signConsensus
-        parallelFor(count: n, chunkSize: 1 << 14) { _, r in
-            for j in r {
-                var delta: Float = 0, divisor: Float = 0
-                if consensus {
-                    var total: Float = 0
-                    for (k, tau) in taus.enumerated() { total += pr.r(tau[j] * weights[k]) }
-                    let majorityPositive = total >= 0
-                    for (k, tau) in taus.enumerated() {
-                        let u = pr.r(tau[j] * weights[k])
-                        if (u > 0 && majorityPositive) || (u < 0 && !majorityPositive) {
-                            delta += u
-                            divisor += weights[k]
-                        }
-                    }
-                    delta = pr.r(delta)
-                    divisor = pr.r(divisor)
-                    if divisor == 0 { divisor = 1 }
-                } else {
-                    for (k, tau) in taus.enumerated() { delta += pr.r(tau[j] * weights[k]) }
-                    delta = pr.r(delta)
-                    divisor = scalarDivisor
-                }
-                if normalize { delta = pr.r(delta / divisor) }
-                if lambda != 1 { delta = pr.r(delta * Float(lambda)) }
-                out[j] = pr.r(base[j] + delta)
+        parallelFor(count: n, chunkSize: combineChunk) { _, r in
+            switch pr {
+            case .f32: combine(RoundF32.self, taus, base, out, r, settings)
+            case .bf16: combine(RoundBF16.self, taus, base, out, r, settings)
+            case .f16: combine(RoundF16.self, taus, base, out, r, settings)
             }
         }
+    }
+}
+
+/// Elements per combine chunk: small enough that a chunk's working set stays in L2.
+let combineChunk = 1 << 14
+
+struct CombineSettings {
+    let weights: [Float]
+    let consensus: Bool
+    let normalize: Bool
+    let lambda: Float
+    let scalarDivisor: Float
+}
+
+/// Steps 3-7 over one chunk, one model at a time so every loop vectorises. `taus` are overwritten with
+/// uᵢ = r(τᵢ·wᵢ). Rounding follows torch's op order: mul_, sum(0), (masked) sum(0), div, mul, add.
+func combine<R: Rounder>(_: R.Type, _ taus: [UnsafeMutableBufferPointer<Float>], _ base: UnsafeMutableBufferPointer<Float>,
+                         _ out: UnsafeMutableBufferPointer<Float>, _ r: Range<Int>, _ s: CombineSettings) {
+    let lo = r.lowerBound, m = r.count
+    guard m > 0, let o = out.baseAddress, let b = base.baseAddress else { return }
+    let delta = UnsafeMutablePointer<Float>.allocate(capacity: m)
+    let divisor = UnsafeMutablePointer<Float>.allocate(capacity: m)
+    defer { delta.deallocate(); divisor.deallocate() }
+    delta.initialize(repeating: 0, count: m)
+    for (k, tau) in taus.enumerated() {
+        guard let t = tau.baseAddress else { continue }
+        let w = s.weights[k], x = t + lo
+        for j in 0..<m { x[j] = R.r(x[j] * w) }
+    }
+    if s.consensus {
+        // total = Σuᵢ (sign only); agreeing entries add to Δ and their weights to D.
+        let total = o + lo
+        total.initialize(repeating: 0, count: m)
+        divisor.initialize(repeating: 0, count: m)
+        for tau in taus { guard let t = tau.baseAddress else { continue }; let x = t + lo; for j in 0..<m { total[j] += x[j] } }
+        // sign(total) as ±1 (ties positive); uᵢ agrees when uᵢ·sign > 0 (zeros never do). Selects, no
+        // branches, so the loop vectorises.
+        for j in 0..<m { total[j] = total[j] >= 0 ? 1 : -1 }
+        for (k, tau) in taus.enumerated() {
+            guard let t = tau.baseAddress else { continue }
+            let w = s.weights[k], x = t + lo
+            for j in 0..<m {
+                let u = x[j]
+                let agree = u * total[j] > 0
+                delta[j] += agree ? u : 0
+                divisor[j] += agree ? w : 0
+            }
+        }
+        for j in 0..<m {
+            let d = R.r(divisor[j])
+            divisor[j] = d == 0 ? 1 : d
+            delta[j] = R.r(delta[j])
+        }
+    } else {
+        for tau in taus { guard let t = tau.baseAddress else { continue }; let x = t + lo; for j in 0..<m { delta[j] += x[j] } }
+        for j in 0..<m { delta[j] = R.r(delta[j]); divisor[j] = s.scalarDivisor }
+    }
+    let normalize = s.normalize, lambda = s.lambda, scale = lambda != 1
+    let dst = o + lo, src = b + lo
+    for j in 0..<m {
+        var d = delta[j]
+        if normalize { d = R.r(d / divisor[j]) }
+        if scale { d = R.r(d * lambda) }
+        dst[j] = R.r(src[j] + d)
     }
 }
