@@ -97,24 +97,30 @@ public final class MergeExecutor {
     /// What the loader reserves for an entry: its Float32 inputs and output.
     static func budgetBytes(_ entry: PlanEntry) -> Int { (elementCount(entry.shape) ?? 0) * 4 * (entry.inputs.count + 1) }
 
+
     /// Merges one loaded entry into `out` (Float32 values, rounded to the method's result dtype).
     func compute(_ l: Loaded) throws -> Scratch {
         let count = l.inputs.first?.buffer.count ?? 0
-        let out = Scratch(count: count, zeroed: false)
         let e = l.entry
-        if e.passthrough {
-            _ = out.buffer.update(fromContentsOf: l.inputs[0].buffer)
-            return out
-        }
+        if e.passthrough, let only = l.inputs.first { return only }
+        let inPlace = method.writesOverBase && e.baseIndex.map { $0 < l.inputs.count } == true
+        let out = inPlace ? l.inputs[e.baseIndex ?? 0] : Scratch(count: count, zeroed: false)
         let g = MergeGroup(name: e.name, shape: l.shape, inputs: l.inputs.map(\.buffer),
                            inputNames: e.inputs.map { plan.models[$0.model].description },
                            baseIndex: e.baseIndex, output: out.buffer, precision: Precision(e.computeDType), seed: options.seed)
         try method.merge(g, e.parameters)
-        for v in out.buffer where !v.isFinite {
-            throw MergeError.method(name: method.name, tensor: e.name, message: "the result holds NaN or Inf (check the weights: a divisor may be zero)")
+        // Integer OR-reduction over the exponent bits (vectorises, unlike a branch per element).
+        var nonFinite: UInt32 = 0
+        for v in out.buffer { nonFinite |= (v.bitPattern & 0x7F80_0000) == 0x7F80_0000 ? 1 : 0 }
+        if nonFinite != 0 {
+            throw MergeError.method(name: method.name, tensor: e.name, message: "the result holds NaN or Inf (check the inputs and weights: a divisor may be zero)")
         }
         return out
     }
+
+    /// Seconds spent per stage (loader thread, compute, writer queue, compute waiting for loads), for
+    /// tuning; printed to stderr when FUSEKIT_MERGE_TRACE is set.
+    public private(set) var stageSeconds = (load: 0.0, compute: 0.0, write: 0.0, waitLoad: 0.0)
 
     /// Runs the whole plan into `sink`. `progress(done, total, name)` is called from the compute thread.
     public func run(into sink: TensorSink, progress: ((Int, Int, String) -> Void)? = nil) throws {
@@ -122,12 +128,19 @@ public final class MergeExecutor {
         let budget = ByteBudget(limit: options.prefetchBudgetBytes)
         let ready = BlockingQueue<Result<Loaded, Error>>(capacity: 2)
         let stop = AtomicFlag()
+        let loadSeconds = SecondsCounter(), writeSeconds = SecondsCounter()
+        var computeSeconds = 0.0, waitSeconds = 0.0
         let loader = Thread { [self] in
             for entry in plan.entries {
                 if stop.isSet { break }
                 budget.acquire(Self.budgetBytes(entry))
                 for input in entry.inputs { sources[input.model].prefetch(input.tensor) }
-                do { ready.push(.success(try load(entry))) } catch { ready.push(.failure(error)); break }
+                let t0 = Date()
+                do {
+                    let l = try load(entry)
+                    loadSeconds.add(Date().timeIntervalSince(t0))
+                    ready.push(.success(l))
+                } catch { ready.push(.failure(error)); break }
             }
         }
         loader.stackSize = 8 << 20
@@ -141,28 +154,40 @@ public final class MergeExecutor {
             while ready.tryPop() != nil {}
         }
         for k in 0..<total {
+            let w0 = Date()
             let loaded = try ready.pop().get()
+            waitSeconds += Date().timeIntervalSince(w0)
             progress?(k, total, loaded.entry.name)
+            let c0 = Date()
             let merged = try compute(loaded)
             let e = loaded.entry
             let shape = loaded.shape
             loaded.inputs = []
             let outBytes = e.outDType.byteCount(elements: merged.buffer.count) ?? 0
-            let converted = Buffer(byteCount: outBytes)
-            if let p = merged.buffer.baseAddress {
-                try Convert.fromFloat32(e.outDType, from: p, to: converted.base, count: merged.buffer.count)
+            let converted = Scratch(count: (outBytes + 3) / 4, zeroed: false)
+            let convertedBytes = UnsafeRawBufferPointer(start: converted.buffer.baseAddress, count: outBytes)
+            if let p = merged.buffer.baseAddress, let dst = converted.buffer.baseAddress, outBytes > 0 {
+                try Convert.fromFloat32(e.outDType, from: p, to: UnsafeMutableRawPointer(dst), count: merged.buffer.count)
             }
             budget.release(loaded.bytes)
+            computeSeconds += Date().timeIntervalSince(c0)
             writesInFlight.wait()
             if let failed = writeError.value { throw failed }
             writeQueue.async {
-                do { try sink.write(e.name, dtype: e.outDType, shape: shape, bytes: converted.bytes) } catch {
+                let t0 = Date()
+                defer { writeSeconds.add(Date().timeIntervalSince(t0)) }
+                do { try withExtendedLifetime(converted) { try sink.write(e.name, dtype: e.outDType, shape: shape, bytes: convertedBytes) } } catch {
                     writeError.value = error
                 }
                 writesInFlight.signal()
             }
         }
         writeQueue.sync {}
+        stageSeconds = (loadSeconds.value, computeSeconds, writeSeconds.value, waitSeconds)
+        if ProcessInfo.processInfo.environment["FUSEKIT_MERGE_TRACE"] != nil {
+            FileHandle.standardError.write(Data(String(format: "merge stages: load %.2fs, compute %.2fs (waiting for loads %.2fs), write %.2fs\n",
+                                                       stageSeconds.load, stageSeconds.compute, stageSeconds.waitLoad, stageSeconds.write).utf8))
+        }
         if let failed = writeError.value { throw failed }
         progress?(total, total, "")
     }
@@ -232,4 +257,11 @@ final class ErrorBox: @unchecked Sendable {
         get { lock.lock(); defer { lock.unlock() }; return stored }
         set { lock.lock(); if stored == nil { stored = newValue }; lock.unlock() }
     }
+}
+
+final class SecondsCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var total = 0.0
+    func add(_ s: Double) { lock.lock(); total += s; lock.unlock() }
+    var value: Double { lock.lock(); defer { lock.unlock() }; return total }
 }

@@ -85,7 +85,7 @@ public func runMerge(config: MergeConfig, outPath: String, options: MergeRunOpti
         let writer = try ShardedSafetensorsWriter(directory: out.tempPath, tensors: infos, maxShardBytes: options.maxShardBytes,
                                                   metadata: ["format": "pt"])
         var exec = ExecutionOptions(seed: options.seed)
-        exec.prefetchBudgetBytes = 768 << 20
+        exec.prefetchBudgetBytes = 512 << 20
         let executor = try MergeExecutor(plan: plan, sources: ordered, options: exec, rowMapper: vocabulary)
         try executor.run(into: writer, progress: progress)
         try writer.finish(sync: options.syncOutput)
@@ -113,6 +113,10 @@ public func runMerge(config: MergeConfig, outPath: String, options: MergeRunOpti
             try v.writeTokenizer(to: out.tempPath)
         } else if options.copyTokenizer, let folder = donor.folderPath {
             try copySideFiles(from: folder, to: out.tempPath)
+        }
+        if let setting = config.chatTemplate,
+           let template = try ChatTemplate.resolve(setting, inputs: ordered.map(\.folderPath)) {
+            try ChatTemplate.write(template, to: out.tempPath)
         }
         let files = (try? FileManager.default.contentsOfDirectory(atPath: out.tempPath).sorted()) ?? []
         try out.commit()

@@ -121,6 +121,7 @@ final class VocabularyAlignment: RowMapper, @unchecked Sendable {
         guard entry.vocabularyAxis == 0, rowLength > 0 else { return }
         let rowsOf = inputs.map { $0.buffer.count / rowLength }
         let real = tokens.count
+        let pr = Precision(entry.computeDType)
         var aligned: [Scratch] = []
         for (k, input) in inputs.enumerated() {
             let model = entry.inputs[k].model
@@ -141,17 +142,18 @@ final class VocabularyAlignment: RowMapper, @unchecked Sendable {
                 else if let b = baseModel, let bi = entry.inputs.firstIndex(where: { $0.model == b }), having.contains(bi) { chosen = [bi] }
                 else { chosen = having }
                 guard !chosen.isEmpty else { continue }   // zeros
+                // Summed model by model and divided, in the computation dtype (mergekit's embed + tensor; /= count).
                 for c in 0..<rowLength {
                     var s: Float = 0
-                    for i in chosen { s += inputs[i].buffer[maps[entry.inputs[i].model][r] * rowLength + c] }
-                    out.buffer[r * rowLength + c] = s / Float(chosen.count)
+                    for i in chosen { s = pr.r(s + inputs[i].buffer[maps[entry.inputs[i].model][r] * rowLength + c]) }
+                    out.buffer[r * rowLength + c] = pr.r(s / Float(chosen.count))
                 }
             }
             if outputCount > real && real > 0 {
                 for c in 0..<rowLength {
                     var s = 0.0
                     for r in 0..<real { s += Double(out.buffer[r * rowLength + c]) }
-                    let mean = Float(s / Double(real))
+                    let mean = pr.r(Float(s / Double(real)))
                     for r in real..<outputCount { out.buffer[r * rowLength + c] = mean }
                 }
             }

@@ -109,6 +109,8 @@ public protocol MergeMethod: Sendable {
     /// The dtype of the method's result when its ops run in `compute` (mergekit's type promotion makes a
     /// few methods return Float32 whatever the inputs); the output is written in it unless out_dtype is set.
     func resultDType(compute: DType) -> DType
+    /// True when `output` may be the base input's buffer (saves one tensor of memory).
+    var writesOverBase: Bool { get }
     /// Merges `group.inputs` into `group.output`.
     func merge(_ group: MergeGroup, _ p: ResolvedParameters) throws
 }
@@ -118,6 +120,7 @@ extension MergeMethod {
     public var optionalTensorPolicy: OptionalTensorPolicy { .error }
     public var isRandom: Bool { false }
     public func resultDType(compute: DType) -> DType { compute }
+    public var writesOverBase: Bool { false }
 }
 
 // MARK: - Registry: one line per method (mergekit 0.1.5 `merge_methods/registry.py`)

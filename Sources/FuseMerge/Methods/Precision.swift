@@ -1,3 +1,4 @@
+import Foundation
 import FuseTensor
 
 /// The dtype mergekit runs a method's torch ops in. Torch rounds the result of every elementwise op on a
@@ -76,17 +77,75 @@ func dot(_ x: UnsafeMutableBufferPointer<Float>, _ y: UnsafeMutableBufferPointer
     return s
 }
 
-/// A scratch Float32 buffer freed when the value dies.
+/// A scratch Float32 buffer, returned to `BufferPool` when the value dies.
 final class Scratch {
     private let base: UnsafeMutablePointer<Float>
+    private let capacity: Int
     let buffer: UnsafeMutableBufferPointer<Float>
-    /// `zeroed: false` leaves the memory uninitialised, for buffers the caller fills completely.
+    /// `zeroed: false` leaves the contents unspecified, for buffers the caller fills completely.
     init(count: Int, zeroed: Bool = true) {
-        base = .allocate(capacity: max(count, 1))
+        (base, capacity) = BufferPool.shared.take(count)
         if zeroed { base.initialize(repeating: 0, count: max(count, 1)) }
         buffer = UnsafeMutableBufferPointer(start: base, count: count)
     }
-    deinit { base.deallocate() }
+    deinit { BufferPool.shared.give(base, capacity: capacity) }
+}
+
+/// Reuses large Float32 buffers across tensors. A merge allocates buffers of the same few shapes over and
+/// over; fresh allocations of that size come from mmap, so every tensor would pay a page fault and a
+/// kernel zero-fill per 4 KiB page (gigabytes of them per merge). The pool keeps at most `limitBytes`.
+final class BufferPool: @unchecked Sendable {
+    static let shared = BufferPool()
+    /// Buffers smaller than this go straight to malloc (it recycles them well).
+    static let minimumPooled = 1 << 18
+    var limitBytes = 640 << 20
+    private let lock = NSLock()
+    private var free: [(pointer: UnsafeMutablePointer<Float>, capacity: Int)] = []
+    private var pooledBytes = 0
+
+    func take(_ count: Int) -> (UnsafeMutablePointer<Float>, Int) {
+        let need = max(count, 1)
+        if need >= Self.minimumPooled {
+            lock.lock()
+            // Smallest free buffer that fits without wasting more than half of it.
+            var best: Int?
+            for (i, f) in free.enumerated() where f.capacity >= need && f.capacity <= 2 * need {
+                if best == nil || f.capacity < free[best ?? 0].capacity { best = i }
+            }
+            if let i = best {
+                let f = free.remove(at: i)
+                pooledBytes -= f.capacity * 4
+                lock.unlock()
+                return (f.pointer, f.capacity)
+            }
+            // A miss: shrink the pool (oldest first) so pooled + this new buffer stay within the limit;
+            // peak memory is then about max(limit, what is in use).
+            var evicted: [UnsafeMutablePointer<Float>] = []
+            while pooledBytes + need * 4 > limitBytes, !free.isEmpty {
+                let f = free.removeFirst()
+                pooledBytes -= f.capacity * 4
+                evicted.append(f.pointer)
+            }
+            lock.unlock()
+            for p in evicted { p.deallocate() }
+        }
+        return (.allocate(capacity: need), need)
+    }
+
+    func give(_ pointer: UnsafeMutablePointer<Float>, capacity: Int) {
+        guard capacity >= Self.minimumPooled else { pointer.deallocate(); return }
+        lock.lock()
+        free.append((pointer, capacity))
+        pooledBytes += capacity * 4
+        var evicted: [UnsafeMutablePointer<Float>] = []
+        while pooledBytes > limitBytes, !free.isEmpty {
+            let f = free.removeFirst()     // oldest first
+            pooledBytes -= f.capacity * 4
+            evicted.append(f.pointer)
+        }
+        lock.unlock()
+        for p in evicted { p.deallocate() }
+    }
 }
 
 // MARK: - Rounding as a type, for hot loops

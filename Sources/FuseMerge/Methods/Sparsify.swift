@@ -58,8 +58,15 @@ extension Sparsifier {
             let keep = UnsafeMutableBufferPointer<Bool>.allocate(capacity: max(n, 1))
             defer { keep.deallocate() }
             parallelFor(count: n, chunkSize: randomChunkElements) { c, range in
+                // Two 24-bit uniforms per 64-bit draw (bits 40-63 and 16-39).
                 var rng = SeededRNG(seed: seed, name: streamName, chunk: c)
-                for i in range { keep[i] = rng.nextFloat() < d }
+                var i = range.lowerBound
+                while i < range.upperBound {
+                    let x = rng.next()
+                    keep[i] = Float(x >> 40) * (1.0 / 16_777_216.0) < d
+                    if i + 1 < range.upperBound { keep[i + 1] = Float((x >> 16) & 0xFF_FFFF) * (1.0 / 16_777_216.0) < d }
+                    i += 2
+                }
             }
             rescaleMasked(tau, precision: work, rescale: a.rescale, rule: MaskRule(mask: keep))
             if work != precision { precision.round(tau) }
@@ -78,15 +85,23 @@ extension Sparsifier {
             let low = a.density - a.epsilon, span = 2 * a.epsilon
             parallelFor(count: rows, chunkSize: 1) { row, _ in
                 let start = row * cols
-                var order = Array(0..<cols)
-                order.sort { abs(tau[start + $0]) < abs(tau[start + $1]) || (abs(tau[start + $0]) == abs(tau[start + $1]) && $0 < $1) }
+                // Rank by |τ| ascending (ties by index): sort (|τ| bits << 32 | column) as plain integers.
+                var keys = [UInt64](repeating: 0, count: cols)
+                for j in 0..<cols { keys[j] = UInt64(tau[start + j].bitPattern & 0x7FFF_FFFF) << 32 | UInt64(j) }
+                keys.sort()
                 var rng = SeededRNG(seed: seed, name: streamName, chunk: row)
-                var probability = [Double](repeating: 0, count: cols)
-                for (rank, j) in order.enumerated() {
-                    let norm = cols > 1 ? Double(rank) / Double(cols - 1) : 0
-                    probability[j] = low + norm * span
+                var probability = [Float](repeating: 0, count: cols)
+                let denominator = cols > 1 ? Double(cols - 1) : 1
+                for (rank, key) in keys.enumerated() {
+                    probability[Int(key & 0xFFFF_FFFF)] = Float(low + Double(rank) / denominator * span)
                 }
-                for j in 0..<cols { keep[start + j] = rng.nextDouble() < probability[j] }
+                var j = 0
+                while j < cols {
+                    let x = rng.next()
+                    keep[start + j] = Float(x >> 40) * (1.0 / 16_777_216.0) < probability[j]
+                    if j + 1 < cols { keep[start + j + 1] = Float((x >> 16) & 0xFF_FFFF) * (1.0 / 16_777_216.0) < probability[j + 1] }
+                    j += 2
+                }
             }
             rescaleMasked(tau, precision: work, rescale: a.rescale, rule: MaskRule(mask: keep))
             if work != precision { precision.round(tau) }
@@ -117,6 +132,12 @@ func rescaleMasked<K: KeepRule>(_ tau: UnsafeMutableBufferPointer<Float>, precis
     // Chunked partial sums (added in chunk order, so the result does not depend on threads).
     let chunk = 1 << 16
     let chunks = (tau.count + chunk - 1) / chunk
+    guard rescale else {
+        parallelFor(count: tau.count, chunkSize: chunk) { _, r in
+            for i in r { let v = tau[i]; tau[i] = rule.keep(i, v) ? v : 0 }
+        }
+        return
+    }
     var partial = [(Double, Double)](repeating: (0, 0), count: max(chunks, 1))
     partial.withUnsafeMutableBufferPointer { sums in
         parallelFor(count: tau.count, chunkSize: chunk) { c, r in
@@ -137,7 +158,6 @@ func rescaleMasked<K: KeepRule>(_ tau: UnsafeMutableBufferPointer<Float>, precis
             sums[c] = ((b0 + b1) + (b2 + b3), (a0 + a1) + (a2 + a3))
         }
     }
-    guard rescale else { return }
     var before = 0.0, after = 0.0
     for (b, a) in partial { before += b; after += a }
     let b = precision.r(Float(before)), a = precision.r(Float(after))

@@ -20,6 +20,8 @@ public struct TaskArithmeticFamily: MergeMethod {
 
     public var contract: InputContract { InputContract(base: .required) }
     public var isRandom: Bool { sparsifier == .random || sparsifier == .dellaMagprune }
+    /// Each output element depends only on the same element of the base, so it may overwrite the base.
+    public var writesOverBase: Bool { true }
 
     public var parameters: [ParameterSpec] {
         var specs: [ParameterSpec] = [
@@ -46,8 +48,8 @@ public struct TaskArithmeticFamily: MergeMethod {
         var weights: [Float] = []
         for i in others {
             let tau = g.inputs[i]
-            subtractInPlace(tau, base, pr)
             if let sparsifier {
+                subtractInPlace(tau, base, pr)
                 let args = SparsifyArguments(density: p.double("density", input: i) ?? 1,
                                              gamma: p.double("gamma", input: i) ?? 0.01,
                                              epsilon: p.double("epsilon", input: i) ?? 0.15, rescale: rescale)
@@ -65,8 +67,9 @@ public struct TaskArithmeticFamily: MergeMethod {
         scalarDivisor = pr.r(scalarDivisor)
         if abs(scalarDivisor) < 1e-8 { scalarDivisor = 1 }
         let taus = others.map { g.inputs[$0] }
+        // Without a sparsifier τᵢ = r(θᵢ − θ₀) is fused into the combine pass (one pass over each input).
         let settings = CombineSettings(weights: weights, consensus: signConsensus, normalize: normalize,
-                                       lambda: lambda, scalarDivisor: scalarDivisor)
+                                       lambda: lambda, scalarDivisor: scalarDivisor, subtractBase: sparsifier == nil)
         let out = g.output
         parallelFor(count: n, chunkSize: combineChunk) { _, r in
             switch pr {
@@ -87,6 +90,8 @@ struct CombineSettings {
     let normalize: Bool
     let lambda: Float
     let scalarDivisor: Float
+    /// The inputs still hold θᵢ: compute τᵢ = r(θᵢ − θ₀) on the fly.
+    let subtractBase: Bool
 }
 
 /// Steps 3-7 over one chunk, one model at a time so every loop vectorises. `taus` are overwritten with
@@ -95,18 +100,23 @@ func combine<R: Rounder>(_: R.Type, _ taus: [UnsafeMutableBufferPointer<Float>],
                          _ out: UnsafeMutableBufferPointer<Float>, _ r: Range<Int>, _ s: CombineSettings) {
     let lo = r.lowerBound, m = r.count
     guard m > 0, let o = out.baseAddress, let b = base.baseAddress else { return }
+    // `out` may be the base's own buffer (written in place), so scratch lives apart from it.
     let delta = UnsafeMutablePointer<Float>.allocate(capacity: m)
     let divisor = UnsafeMutablePointer<Float>.allocate(capacity: m)
-    defer { delta.deallocate(); divisor.deallocate() }
+    let total = UnsafeMutablePointer<Float>.allocate(capacity: m)
+    defer { delta.deallocate(); divisor.deallocate(); total.deallocate() }
     delta.initialize(repeating: 0, count: m)
     for (k, tau) in taus.enumerated() {
         guard let t = tau.baseAddress else { continue }
-        let w = s.weights[k], x = t + lo
-        for j in 0..<m { x[j] = R.r(x[j] * w) }
+        let w = s.weights[k], x = t + lo, y = b + lo
+        if s.subtractBase {
+            for j in 0..<m { x[j] = R.r(R.r(x[j] - y[j]) * w) }
+        } else {
+            for j in 0..<m { x[j] = R.r(x[j] * w) }
+        }
     }
     if s.consensus {
         // total = Σuᵢ (sign only); agreeing entries add to Δ and their weights to D.
-        let total = o + lo
         total.initialize(repeating: 0, count: m)
         divisor.initialize(repeating: 0, count: m)
         for tau in taus { guard let t = tau.baseAddress else { continue }; let x = t + lo; for j in 0..<m { total[j] += x[j] } }
