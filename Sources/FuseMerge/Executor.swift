@@ -77,16 +77,25 @@ public final class MergeExecutor {
         var inputs: [Scratch] = []
         for input in entry.inputs {
             let source = sources[input.model]
-            let tensor = try source.loadTensor(input.tensor)
-            let aligning = rowMapper != nil && entry.vocabularyAxis != nil
-            guard tensor.count == count || aligning else {
-                throw MergeError.shapeMismatch(tensor: entry.name, shapes: [("plan", entry.shape), (plan.models[input.model].description, tensor.shape)])
+            guard let info = source.tensorInfo(input.tensor) else {
+                throw MergeError.missingTensor(model: plan.models[input.model].description, tensor: input.tensor)
             }
-            let s = Scratch(count: tensor.count, zeroed: false)
-            if tensor.count > 0, let p = s.buffer.baseAddress { try tensor.toFloat32(into: p, count: tensor.count) }
+            let n = elementCount(info.shape) ?? -1
+            let aligning = rowMapper != nil && entry.vocabularyAxis != nil
+            guard n == count || (aligning && n >= 0) else {
+                throw MergeError.shapeMismatch(tensor: entry.name, shapes: [("plan", entry.shape), (plan.models[input.model].description, info.shape)])
+            }
+            let s = Scratch(count: n, zeroed: false)
+            if n > 0, try !source.readFloats(input.tensor, into: s.buffer) {
+                let tensor = try source.loadTensor(input.tensor)
+                guard tensor.count == n, let p = s.buffer.baseAddress else {
+                    throw MergeError.shapeMismatch(tensor: entry.name, shapes: [("header", info.shape), ("data", tensor.shape)])
+                }
+                try tensor.toFloat32(into: p, count: n)
+                source.release(input.tensor)
+            }
             // Inputs are converted to the computation dtype on load (mergekit casts to `dtype` in GatherTensors).
-            if pr != Precision(tensor.dtype) || tensor.dtype == .f64 { pr.round(s.buffer) }
-            source.release(input.tensor)
+            if pr != Precision(info.dtype) || info.dtype == .f64 { pr.round(s.buffer) }
             inputs.append(s)
         }
         var shape = entry.shape
@@ -134,7 +143,6 @@ public final class MergeExecutor {
             for entry in plan.entries {
                 if stop.isSet { break }
                 budget.acquire(Self.budgetBytes(entry))
-                for input in entry.inputs { sources[input.model].prefetch(input.tensor) }
                 let t0 = Date()
                 do {
                     let l = try load(entry)

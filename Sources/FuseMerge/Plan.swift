@@ -1,3 +1,4 @@
+import Foundation
 import FuseIO
 import FuseTensor
 
@@ -16,11 +17,61 @@ public protocol ModelSource: AnyObject {
     func release(_ name: String)
     /// Hints that a tensor will be read soon.
     func prefetch(_ name: String)
+    /// Fills `dst` with the tensor as Float32 without mapping it; false when the source cannot (the
+    /// executor then converts `loadTensor`'s result).
+    func readFloats(_ name: String, into dst: UnsafeMutableBufferPointer<Float>) throws -> Bool
 }
 
 extension ModelSource {
     public func release(_ name: String) {}
     public func prefetch(_ name: String) {}
+    public func readFloats(_ name: String, into dst: UnsafeMutableBufferPointer<Float>) throws -> Bool { false }
+}
+
+/// Reads a safetensors tensor with pread in slices and converts each slice to Float32. Copying from the
+/// page cache this way avoids a page fault per 4 KiB that touching the memory map costs (1.6 million of
+/// them for three 1.1B-parameter bf16 models).
+final class PreadReader: @unchecked Sendable {
+    static let shared = PreadReader()
+    private let lock = NSLock()
+    private var descriptors: [String: Int32] = [:]
+    /// Bytes read per pread: large enough for few syscalls, small enough to stay in cache.
+    static let sliceBytes = 4 << 20
+
+    private func descriptor(_ path: String) -> Int32? {
+        lock.lock(); defer { lock.unlock() }
+        if let fd = descriptors[path] { return fd }
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { return nil }
+        descriptors[path] = fd
+        return fd
+    }
+
+    /// False when the file cannot be opened (the caller falls back to the memory map).
+    func read(path: String, range: Range<Int>, dtype: DType, into dst: UnsafeMutableBufferPointer<Float>) throws -> Bool {
+        guard let fd = descriptor(path), dtype.isFloat, let out = dst.baseAddress else { return false }
+        let width = dtype.blockBytes
+        guard range.count == dst.count * width else {
+            throw MergeError.io("\(path): tensor byte range \(range) does not hold \(dst.count) \(dtype.rawValue) values")
+        }
+        let slice = Self.sliceBytes / width * width
+        let staging = UnsafeMutableRawPointer.allocate(byteCount: slice, alignment: 64)
+        defer { staging.deallocate() }
+        var done = 0
+        while done < range.count {
+            let want = min(slice, range.count - done)
+            var got = 0
+            while got < want {
+                let n = pread(fd, staging + got, want - got, off_t(range.lowerBound + done + got))
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { throw MergeError.io("\(path): read failed at byte \(range.lowerBound + done + got) (\(n < 0 ? String(cString: strerror(errno)) : "unexpected end of file"))") }
+                got += n
+            }
+            try Convert.toFloat32(dtype, from: UnsafeRawPointer(staging), to: out + done / width, count: want / width)
+            done += want
+        }
+        return true
+    }
 }
 
 extension WeightStore: ModelSource {
@@ -34,6 +85,10 @@ extension WeightStore: ModelSource {
     }
     public func prefetch(_ name: String) {
         if let (file, range) = location(name) { file.advise(offset: range.lowerBound, count: range.count, willNeed: true) }
+    }
+    public func readFloats(_ name: String, into dst: UnsafeMutableBufferPointer<Float>) throws -> Bool {
+        guard let (file, range) = location(name), let info = info(name) else { return false }
+        return try PreadReader.shared.read(path: file.path, range: range, dtype: info.dtype, into: dst)
     }
 }
 
