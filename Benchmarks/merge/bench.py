@@ -91,12 +91,13 @@ def main():
                                        check=True, capture_output=True, text=True).stdout)
     print(json.dumps(limits), flush=True)
     tools = [args.only] if args.only else ["fusekit", "mergekit"]
-    for tool in tools:
-        results = {"limits": limits, "runs": {}}
-        for method in args.methods.split(","):
-            cfg = os.path.join(root, f"{method}.yml")
-            with open(cfg, "w") as f:
-                f.write(METHODS[method].format(**paths))
+    results = {tool: {"limits": limits, "runs": {}} for tool in tools}
+    # Methods outer, tools inner: both tools of one method run back to back, under the same machine load.
+    for method in args.methods.split(","):
+        cfg = os.path.join(root, f"{method}.yml")
+        with open(cfg, "w") as f:
+            f.write(METHODS[method].format(**paths))
+        for tool in tools:
             out = os.path.join(root, f"out-{tool}-{method}")
             subprocess.run(["rm", "-rf", out])
             # Warm the page cache the same way for both tools: read every input once.
@@ -105,17 +106,16 @@ def main():
             if tool == "fusekit":
                 cmd = [args.fusekit, "merge", cfg, out, "--quiet", "--seed", "1"]
             else:
-                cmd = [args.mergekit, cfg, out, "--quiet", "--random-seed", "1", "--no-copy-tokenizer"] if False else \
-                      [args.mergekit, cfg, out, "--quiet", "--random-seed", "1"]
+                cmd = [args.mergekit, cfg, out, "--quiet", "--random-seed", "1"]
             env = dict(os.environ, HF_HUB_OFFLINE="1")
             wall, rss = run(cmd, env)
             written = folder_bytes(out)
             read = INPUTS[method] * folder_bytes(paths["a"])
-            results["runs"][method] = {"wall_s": wall, "peak_rss_bytes": rss, "read_bytes": read, "written_bytes": written}
+            results[tool]["runs"][method] = {"wall_s": wall, "peak_rss_bytes": rss, "read_bytes": read, "written_bytes": written}
             print(f"{tool:8} {method:16} {wall:7.2f} s  peak RSS {rss / 1e9:5.2f} GB", flush=True)
             subprocess.run(["rm", "-rf", out])
-        with open(os.path.join(root, f"results-{tool}.json"), "w") as f:
-            json.dump(results, f, indent=1)
+            with open(os.path.join(root, f"results-{tool}.json"), "w") as f:
+                json.dump(results[tool], f, indent=1)
     report(root)
 
 

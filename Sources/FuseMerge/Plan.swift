@@ -228,6 +228,7 @@ public struct MergePlanner {
             warnings.append("architecture not in FuseKit's table; inferred layer structure from tensor names")
         }
         let (slices, moduleParameters) = try outputSlices(arch)
+        try checkParameterNames(slices: slices, module: moduleParameters, warnings: &warnings)
         var models: [ModelReference] = []
         func index(_ m: ModelReference) -> Int {
             if let i = models.firstIndex(of: m) { return i }
@@ -273,6 +274,26 @@ public struct MergePlanner {
         }
         return MergePlan(method: method.name, models: models, architecture: arch.name, entries: entries,
                          layerCount: outLayer, layerCountKey: arch.layerCountKey, donor: index(donorRef), warnings: warnings)
+    }
+
+    /// A parameter name the method does not take: an error when it is a likely typo of one it does
+    /// ("did you mean"), otherwise a warning (mergekit ignores unused parameters, and configs carry them).
+    func checkParameterNames(slices: [OutputSlice], module: ParameterSettings, warnings: inout [String]) throws {
+        let known = method.parameters.map(\.name)
+        var levels: [(String, ParameterSettings)] = [("parameters", config.parameters), ("modules.parameters", module)]
+        for (i, m) in (config.models ?? []).enumerated() { levels.append(("models[\(i)].parameters", m.parameters)) }
+        for (i, s) in (config.slices ?? []).enumerated() {
+            levels.append(("slices[\(i)].parameters", s.parameters))
+            for (j, src) in s.sources.enumerated() { levels.append(("slices[\(i)].sources[\(j)].parameters", src.parameters)) }
+        }
+        for (path, settings) in levels {
+            for name in settings.keys.sorted() where !known.contains(name) {
+                if let guess = didYouMean(name, among: known) {
+                    throw MergeError.config(path: "\(path).\(name)", line: nil, message: "\(method.name) has no parameter '\(name)'; did you mean '\(guess)'?")
+                }
+                warnings.append("\(path).\(name): \(method.name) does not use '\(name)' (ignored)")
+            }
+        }
     }
 
     func checkContract(modelsIn: [ModelReference], base: ModelReference?, where path: String) throws {
@@ -386,7 +407,7 @@ public struct MergePlanner {
         case let .value(v): return v
         case .absent: return nil
         case .required:
-            throw MergeError.config(path: model == nil ? "parameters.\(spec.name)" : "models[\(model?.description ?? "")].parameters.\(spec.name)", line: nil,
+            throw MergeError.config(path: model.map { keyPath(of: $0, in: config).replacingOccurrences(of: ".model", with: "") + ".parameters.\(spec.name)" } ?? "parameters.\(spec.name)", line: nil,
                                     message: "\(method.name) needs '\(spec.name)'\(model.map { " for \($0)" } ?? "") (tensor \(tensor)); set it per model or under top-level parameters")
         }
     }

@@ -87,6 +87,18 @@ final class PlanTests: XCTestCase {
         XCTAssertThrowsError(try MergePlanner(config: slerp3, sources: s).plan()) { XCTAssertTrue("\($0)".contains("at most 2"), "\($0)") }
     }
 
+    func testMisspeltParameterIsAnErrorAndUnusedOnesWarn() throws {
+        let a = try model(layers: 1), b = try model(layers: 1)
+        let sources: [ModelReference: ModelSource] = [ModelReference(path: "a"): a, ModelReference(path: "b"): b]
+        let typo = try MergeConfig.parse(yaml: "merge_method: ties\nbase_model: a\nmodels: [{model: b, parameters: {wieght: 1}}]\n")
+        XCTAssertThrowsError(try MergePlanner(config: typo, sources: sources).plan()) { e in
+            XCTAssertTrue("\(e)".contains("models[0].parameters.wieght") && "\(e)".contains("did you mean 'weight'"), "\(e)")
+        }
+        let unused = try MergeConfig.parse(yaml: "merge_method: slerp\nbase_model: a\nmodels: [{model: a}, {model: b}]\nparameters: {t: 0.5, int8_mask: true}\n")
+        let plan = try MergePlanner(config: unused, sources: sources).plan()
+        XCTAssertTrue(plan.warnings.contains { $0.contains("int8_mask") }, "\(plan.warnings)")
+    }
+
     func testPromotesMixedDTypesLikeTorch() {
         XCTAssertEqual(promote([.bf16, .bf16]), .bf16)
         XCTAssertEqual(promote([.bf16, .f16]), .f32)
