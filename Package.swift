@@ -31,6 +31,7 @@ let package = Package(
             "FuseIO", "FuseTensor", "FuseMerge",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fastMath),
+        .executableTarget(name: "fuzz-formats", dependencies: ["FuseIO", "FuseTensor"], swiftSettings: fastMath),
         .testTarget(name: "FuseTensorTests", dependencies: ["FuseTensor"]),
         .testTarget(name: "FuseIOTests", dependencies: ["FuseIO", "FuseTensor"]),
         .testTarget(name: "FuseMergeTests", dependencies: ["FuseMerge", "FuseIO", "FuseTensor"]),

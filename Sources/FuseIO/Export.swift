@@ -58,11 +58,15 @@ public func exportHFFolder(from store: WeightStore, to path: String, options: Ex
                                                   maxShardBytes: options.maxShardBytes, metadata: options.metadata)
         for (k, (info, src)) in zip(plan, sources).enumerated() {
             progress?(k, plan.count, info.name)
+            // read-ahead for the next tensor while this one converts; drop this one's pages after,
+            // so resident memory stays at about one tensor whatever the model size
+            if k + 1 < plan.count { store.advise(plan[k + 1].name, willNeed: true) }
             if info.dtype.isFloat {
                 try streamTensor(src, as: info.dtype, into: writer)
             } else {
                 try writer.write(info.name, bytes: try store.tensor(info.name).buffer.bytes)
             }
+            store.advise(info.name, willNeed: false)
         }
         progress?(plan.count, plan.count, "")
         try writer.finish()

@@ -7,6 +7,7 @@ final class GGUFWeights {
     init(path: String) throws { throw FuseIOError.unsupported(path: path, what: "GGUF reading is not wired yet") }
     func info(_ name: String) -> TensorInfo? { nil }
     func tensor(_ name: String) throws -> Tensor { throw FuseIOError.missingTensor(path: "", tensor: name) }
+    func advise(_ name: String, willNeed: Bool) {}
 }
 
 extension WeightStore {

@@ -135,6 +135,16 @@ public final class WeightStore: @unchecked Sendable {
         }
     }
 
+    /// Read-ahead (`willNeed`) or release (`!willNeed`) of a tensor's pages in the memory map. Released
+    /// pages stay in the page cache but leave this process's resident set.
+    public func advise(_ name: String, willNeed: Bool) {
+        switch backend {
+        case .safetensors:
+            if let (file, range) = location(name) { file.advise(offset: range.lowerBound, count: range.count, willNeed: willNeed) }
+        case let .gguf(g): g.advise(name, willNeed: willNeed)
+        }
+    }
+
     /// Parameter count (elements of every tensor).
     public var parameterCount: Int { names.reduce(0) { $0 + (info($1)?.elementCount ?? 0) } }
 }
