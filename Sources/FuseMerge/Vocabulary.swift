@@ -63,20 +63,25 @@ final class VocabularyAlignment: RowMapper, @unchecked Sendable {
             }
             donorIndex = i
         }
-        var vocabularies: [[Int: String]] = []
+        var vocabularies: [[Int: String]] = [], addedTokenIDs: [Set<Int>] = []
         var donorJSON: JSON?
         for (k, s) in sources.enumerated() {
             let v = try vocabulary(of: s, model: plan.models[k].description)
             vocabularies.append(v.tokens)
+            addedTokenIDs.append(Set((v.json["added_tokens"]?.array ?? []).compactMap { $0["id"]?.int }))
             if k == donorIndex { donorJSON = v.json }
         }
         var tokens = vocabularies[donorIndex].sorted { $0.key < $1.key }.map(\.value)
         var added: [String] = []
         if case .union = source {
+            // mergekit `build_union_tokenizer`: every model's regular tokens missing from the base, model
+            // by model (base first), then every model's added (special) tokens.
             var known = Set(tokens)
-            for v in vocabularies {
-                for (_, t) in v.sorted(by: { $0.key < $1.key }) where !known.contains(t) {
-                    known.insert(t); tokens.append(t); added.append(t)
+            for special in [false, true] {
+                for (k, v) in vocabularies.enumerated() {
+                    for (id, t) in v.sorted(by: { $0.key < $1.key }) where !known.contains(t) && addedTokenIDs[k].contains(id) == special {
+                        known.insert(t); tokens.append(t); added.append(t)
+                    }
                 }
             }
         }

@@ -83,3 +83,55 @@ final class VocabularyTests: XCTestCase {
         XCTAssertEqual(embed, [21, -1, 23, -3, 20, 0])
     }
 }
+
+/// tokenizer_source union | base | <model> against mergekit 0.1.5 (Tools/fixtures/merge_fixtures.py,
+/// cases vocab_*): the same set of output tokens, and for every token the same embedding and lm_head row
+/// (rows are compared by token, because mergekit's union orders new tokens by hash-map iteration).
+final class VocabularyFixtureTests: XCTestCase {
+    static let root = fixturePath("merge")
+
+    func tokenIDs(_ path: String) throws -> [String: Int] {
+        let json = try readJSONFile(path)
+        var ids: [String: Int] = [:]
+        for (t, id) in json["model"]?["vocab"]?.object ?? [] { ids[t] = id.int }
+        for a in json["added_tokens"]?.array ?? [] { if let t = a["content"]?.string, let id = a["id"]?.int { ids[t] = id } }
+        return ids
+    }
+
+    func testVocabularyCasesMatchMergekitByToken() throws {
+        let cases = ["vocab_union-f32", "vocab_base-f32", "vocab_model-f32"]
+        for name in cases {
+            let dir = Self.root + "/cases/" + name
+            guard FileManager.default.fileExists(atPath: dir + "/expected_tokenizer.json") else {
+                throw XCTSkip("fixtures missing: run Tools/fixtures/merge_fixtures.py")
+            }
+            let config = try MergeConfig.parse(yaml: try String(contentsOfFile: dir + "/config.yml", encoding: .utf8))
+            let out = NSTemporaryDirectory() + "fusekit-vocab-fixture-\(getpid())-\(name)"
+            try? FileManager.default.removeItem(atPath: out)
+            defer { try? FileManager.default.removeItem(atPath: out) }
+            _ = try runMerge(config: config, outPath: out, options: MergeRunOptions(), workingDirectory: Self.root)
+            let ours = try tokenIDs(out + "/tokenizer.json"), theirs = try tokenIDs(dir + "/expected_tokenizer.json")
+            XCTAssertEqual(Set(ours.keys), Set(theirs.keys), "\(name): output vocabulary")
+            XCTAssertEqual(try readJSONFile(out + "/config.json")["vocab_size"]?.int, theirs.count, name)
+            let mine = try WeightStore(path: out), expected = try WeightStore(path: dir + "/expected.safetensors")
+            var worst = 0.0
+            for tensor in expected.names {
+                let e = try expected.floats(tensor), o = try mine.floats(tensor)
+                guard let shape = expected.info(tensor)?.shape, e.count == o.count else {
+                    XCTFail("\(name) \(tensor): \(mine.info(tensor)?.shape ?? []) vs \(expected.info(tensor)?.shape ?? [])"); continue
+                }
+                let scale = Double(e.map { abs($0) }.max() ?? 1)
+                if shape.count == 2 && shape[0] == theirs.count {
+                    let width = shape[1]
+                    for (token, t) in theirs {
+                        guard let m = ours[token] else { continue }
+                        for c in 0..<width { worst = max(worst, Double(abs(o[m * width + c] - e[t * width + c])) / scale) }
+                    }
+                } else {
+                    for i in e.indices { worst = max(worst, Double(abs(o[i] - e[i])) / scale) }
+                }
+            }
+            XCTAssertLessThanOrEqual(worst, 1e-6, "\(name): worst relative difference")
+        }
+    }
+}
