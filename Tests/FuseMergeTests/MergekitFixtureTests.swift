@@ -16,7 +16,8 @@ final class MergekitFixtureTests: XCTestCase {
         guard FileManager.default.fileExists(atPath: dir) else {
             throw XCTSkip("fixtures missing: run Tools/fixtures/merge_fixtures.py")
         }
-        return try FileManager.default.contentsOfDirectory(atPath: dir).sorted()
+        // vocab_* cases need the tokenizer files of a real output folder: VocabularyFixtureTests runs them.
+        return try FileManager.default.contentsOfDirectory(atPath: dir).sorted().filter { !$0.hasPrefix("vocab_") }
     }
 
     /// bf16 cases where mergekit's own result depends on something unspecified, with the bound that
