@@ -52,13 +52,6 @@ public enum Precision: Sendable, Equatable {
     return Float(bitPattern: (bits & 0x7FFF_FFFF) > 0x7F80_0000 ? nan : rounded)
 }
 
-/// Sum accumulated in Float64 (DESIGN.md: accumulate in f64); callers round the result.
-@inline(__always) func sum(_ x: UnsafeMutableBufferPointer<Float>) -> Double {
-    var s = 0.0
-    for v in x { s += Double(v) }
-    return s
-}
-
 func l1Norm(_ x: UnsafeMutableBufferPointer<Float>) -> Double {
     var s = 0.0
     for v in x { s += Double(abs(v)) }
