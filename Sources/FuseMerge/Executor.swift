@@ -156,10 +156,11 @@ public final class MergeExecutor {
         let writeQueue = DispatchQueue(label: "fusekit.merge.write")
         let writesInFlight = DispatchSemaphore(value: 2)
         let writeError = ErrorBox()
+        // On any exit (an error included) the loader stops at its next step instead of blocking forever.
         defer {
             stop.set()
             budget.cancel()
-            while ready.tryPop() != nil {}
+            ready.close()
         }
         for k in 0..<total {
             let w0 = Date()
@@ -226,10 +227,14 @@ final class BlockingQueue<T>: @unchecked Sendable {
     private let condition = NSCondition()
     private var items: [T] = []
     private let capacity: Int
+    private var closed = false
     init(capacity: Int) { self.capacity = capacity }
+    /// Wakes a blocked `push` and makes later pushes drop their item (the consumer has stopped).
+    func close() { condition.lock(); closed = true; items.removeAll(); condition.broadcast(); condition.unlock() }
     func push(_ item: T) {
         condition.lock()
-        while items.count >= capacity { condition.wait() }
+        while items.count >= capacity && !closed { condition.wait() }
+        if closed { condition.unlock(); return }
         items.append(item)
         condition.broadcast()
         condition.unlock()
@@ -240,13 +245,6 @@ final class BlockingQueue<T>: @unchecked Sendable {
         let item = items.removeFirst()
         condition.broadcast()
         condition.unlock()
-        return item
-    }
-    func tryPop() -> T? {
-        condition.lock(); defer { condition.unlock() }
-        guard !items.isEmpty else { return nil }
-        let item = items.removeFirst()
-        condition.broadcast()
         return item
     }
 }

@@ -99,6 +99,19 @@ final class PlanTests: XCTestCase {
         XCTAssertTrue(plan.warnings.contains { $0.contains("int8_mask") }, "\(plan.warnings)")
     }
 
+    func testNaNInAnInputStopsTheMergeWithItsName() throws {
+        let a = try model(layers: 3), b = try model(layers: 3)
+        let bad = "model.layers.1.mlp.up_proj.weight"
+        if let i = b.tensors.firstIndex(where: { $0.0 == bad }) {
+            b.tensors[i].1 = try Tensor(floats: [Float](repeating: .nan, count: 16), shape: [4, 4])
+        }
+        let config = try MergeConfig.parse(yaml: "merge_method: linear\nmodels: [{model: a}, {model: b}]\nparameters: {weight: 1}\n")
+        let sources: [ModelReference: ModelSource] = [ModelReference(path: "a"): a, ModelReference(path: "b"): b]
+        XCTAssertThrowsError(try mergeInMemory(config, sources: sources)) { e in
+            XCTAssertTrue("\(e)".contains(bad) && "\(e)".contains("NaN"), "\(e)")
+        }
+    }
+
     func testPromotesMixedDTypesLikeTorch() {
         XCTAssertEqual(promote([.bf16, .bf16]), .bf16)
         XCTAssertEqual(promote([.bf16, .f16]), .f32)
