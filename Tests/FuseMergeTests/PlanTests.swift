@@ -112,6 +112,37 @@ final class PlanTests: XCTestCase {
         }
     }
 
+    func testGPT2AliasesAndGemma3TiedHeadFromTheArchitectureTables() throws {
+        // GPT-2 checkpoints often store names without the `transformer.` prefix; the plan reads them under
+        // their alias and writes the canonical name, as mergekit does.
+        var t: [(String, Tensor)] = []
+        func add(_ n: String, _ shape: [Int]) throws { t.append((n, try Tensor(floats: [Float](repeating: 1, count: shape.reduce(1, *)), shape: shape))) }
+        try add("wte.weight", [8, 4]); try add("wpe.weight", [6, 4])
+        for w in ["attn.c_attn.weight", "attn.c_attn.bias", "attn.c_proj.weight", "attn.c_proj.bias", "ln_1.weight", "ln_1.bias",
+                  "ln_2.weight", "ln_2.bias", "mlp.c_proj.weight", "mlp.c_proj.bias", "mlp.c_fc.weight", "mlp.c_fc.bias"] {
+            try add("h.0.\(w)", w.hasSuffix("bias") || w.hasPrefix("ln") ? [4] : [4, 4])
+        }
+        try add("ln_f.weight", [4]); try add("ln_f.bias", [4])
+        let gpt2 = InMemoryModel(t, config: try JSON.parse(#"{"architectures": ["GPT2LMHeadModel"], "n_layer": 1}"#))
+        let config = try MergeConfig.parse(yaml: "merge_method: linear\nmodels: [{model: g}]\nparameters: {weight: 1}\n")
+        let plan = try MergePlanner(config: config, sources: [ModelReference(path: "g"): gpt2]).plan()
+        XCTAssertEqual(plan.architecture, "gpt2")
+        XCTAssertEqual(plan.layerCountKey, "n_layer")
+        let attn = try XCTUnwrap(plan.entries.first { $0.name == "transformer.h.0.attn.c_attn.weight" })
+        XCTAssertEqual(attn.inputs.first?.tensor, "h.0.attn.c_attn.weight")
+        XCTAssertEqual(plan.entries.first?.name, "transformer.wte.weight")
+        XCTAssertEqual(plan.entries.first?.vocabularyAxis, 0)
+        XCTAssertNil(plan.entries.first { $0.name == "lm_head.weight" })   // tied: absent in the input, absent in the output
+
+        let gemma = try model(layers: 2, lmHead: false)
+        gemma.modelConfig = try JSON.parse(#"{"architectures": ["Gemma3ForCausalLM"], "num_hidden_layers": 2}"#)
+        // Gemma 3's layers have q_norm/k_norm and four norms: the llama-shaped stand-in lacks them.
+        XCTAssertThrowsError(try MergePlanner(config: try MergeConfig.parse(yaml: "merge_method: linear\nmodels: [{model: m}]\nparameters: {weight: 1}\n"),
+                                              sources: [ModelReference(path: "m"): gemma]).plan()) { e in
+            XCTAssertTrue("\(e)".contains("q_norm") || "\(e)".contains("pre_feedforward_layernorm"), "\(e)")
+        }
+    }
+
     func testPromotesMixedDTypesLikeTorch() {
         XCTAssertEqual(promote([.bf16, .bf16]), .bf16)
         XCTAssertEqual(promote([.bf16, .f16]), .f32)
