@@ -1,4 +1,4 @@
-# pip install torch==2.15.0 transformers==5.23.0 peft==0.21.2 safetensors==0.8.0
+# pip install torch==2.15.0 transformers==5.23.0 tokenizers==0.23.3 peft==0.21.2 safetensors==0.8.0 numpy==2.4.6
 """Checks `fusekit extract-lora` end to end against PEFT:
 1. builds a tiny Llama base and a fine-tune whose linear weights moved by a rank-4 update plus small noise;
 2. runs `fusekit extract-lora --model FT --base BASE OUT --rank R --json`;

@@ -1,4 +1,4 @@
-# pip install mergekit==0.1.5 torch==2.15.0 transformers==5.23.0 safetensors==0.8.0 numpy
+# pip install mergekit==0.1.5 torch==2.15.0 transformers==5.23.0 tokenizers==0.23.3 safetensors==0.8.0 numpy==2.4.6
 """Merge benchmark: FuseKit vs mergekit 0.1.5 on two ~1.1B bf16 TinyLlama-shaped fine-tunes and their base.
 
   python3 Benchmarks/merge/bench.py [--fusekit .build/release/fusekit] [--mergekit mergekit-yaml]

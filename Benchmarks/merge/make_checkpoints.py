@@ -1,4 +1,4 @@
-# pip install torch==2.15.0 safetensors==0.8.0 numpy
+# pip install torch==2.15.0 safetensors==0.8.0 numpy==2.4.6
 """Writes three random TinyLlama-shaped (1.1B parameters) bf16 checkpoints for the merge benchmark:
 base, and two fine-tunes (base + small random deltas, one of them half-sparse). Sharded like HF (2 GB)."""
 import json
