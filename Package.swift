@@ -17,6 +17,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
     targets: [
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas",
@@ -25,8 +26,11 @@ let package = Package(
         .target(name: "FuseTensor", dependencies: ["COpenBLAS", "CFuseKernels"], swiftSettings: fastMath),
         .target(name: "FuseIO", dependencies: ["FuseTensor"], swiftSettings: fastMath),
         .target(name: "FuseTokenizers", dependencies: ["FuseIO"], swiftSettings: fastMath),
+        .target(name: "FuseMerge", dependencies: [
+            "FuseIO", "FuseTensor", .product(name: "Yams", package: "Yams"),
+        ], swiftSettings: fastMath),
         .executableTarget(name: "fusekit", dependencies: [
-            "FuseIO", "FuseTensor", "FuseTokenizers",
+            "FuseIO", "FuseTensor", "FuseTokenizers", "FuseMerge",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fastMath),
         .executableTarget(name: "fuzz-formats", dependencies: ["FuseIO", "FuseTensor"], swiftSettings: fastMath),
@@ -34,6 +38,7 @@ let package = Package(
         .testTarget(name: "FuseIOTests", dependencies: ["FuseIO", "FuseTensor"]),
         .testTarget(name: "FuseTokenizersTests", dependencies: ["FuseTokenizers", "FuseIO"],
                     resources: [.copy("../Fixtures/tokenizers")]),
+        .testTarget(name: "FuseMergeTests", dependencies: ["FuseMerge", "FuseIO", "FuseTensor"]),
     ],
     swiftLanguageModes: [.v5]
 )

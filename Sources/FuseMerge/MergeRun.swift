@@ -1,0 +1,147 @@
+import Foundation
+import FuseIO
+import FuseTensor
+
+/// Options of `fusekit merge` (mergekit-yaml's, where they apply).
+public struct MergeRunOptions: Sendable {
+    public var seed: UInt64 = 0
+    /// Overrides the config's out_dtype (`--dtype`).
+    public var outDType: DType?
+    /// mergekit's `--out-shard-size` default: 5e9 bytes.
+    public var maxShardBytes = 5_000_000_000
+    public var force = false
+    /// README.md model card and mergekit_config.yml (mergekit's --write-model-card, default on).
+    public var writeModelCard = true
+    /// Copy the donor's tokenizer and generation files (mergekit's --copy-tokenizer, default on).
+    public var copyTokenizer = true
+    /// fsync the shards before the folder is renamed into place. Off by default, like mergekit: the
+    /// rename already guarantees a crash of this process never leaves a partial folder.
+    public var syncOutput = false
+    public init() {}
+}
+
+public struct MergeSummary: Sendable {
+    public var output: String
+    public var method: String
+    public var tensors: Int
+    public var parameters: Int
+    public var bytesWritten: Int
+    public var seconds: Double
+    public var files: [String]
+    public var warnings: [String]
+}
+
+/// Resolves model references to local folders or files: relative paths against `directory` (the
+/// current directory, as mergekit does), hub-style names only when they exist on disk.
+public func openModels(_ config: MergeConfig, relativeTo directory: String) throws -> [ModelReference: ModelSource] {
+    var out: [ModelReference: ModelSource] = [:]
+    for ref in config.referencedModels {
+        if ref.lora != nil {
+            throw MergeError.unsupported("model '\(ref)': merging a LoRA into its model first is not supported yet; run `fusekit apply-lora` and reference the result")
+        }
+        let path = ref.path.hasPrefix("/") ? ref.path : directory + "/" + ref.path
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw MergeError.missingModel(path: keyPath(of: ref, in: config), model: ref.path)
+        }
+        do { out[ref] = try WeightStore(path: path) } catch {
+            throw MergeError.io("\(keyPath(of: ref, in: config)): cannot open '\(ref.path)': \(error)")
+        }
+    }
+    return out
+}
+
+/// Where a model is named in the config, for errors.
+func keyPath(of ref: ModelReference, in config: MergeConfig) -> String {
+    if config.baseModel == ref { return "base_model" }
+    if let i = config.models?.firstIndex(where: { $0.model == ref }) { return "models[\(i)].model" }
+    for (i, s) in (config.slices ?? []).enumerated() {
+        if let j = s.sources.firstIndex(where: { $0.model == ref }) { return "slices[\(i)].sources[\(j)].model" }
+    }
+    return "models"
+}
+
+/// Runs a whole merge into an HF folder at `outPath`, atomically: the planned shards, config.json,
+/// tokenizer files, README.md model card and mergekit_config.yml.
+public func runMerge(config: MergeConfig, outPath: String, options: MergeRunOptions,
+                     workingDirectory: String = FileManager.default.currentDirectoryPath,
+                     progress: ((Int, Int, String) -> Void)? = nil) throws -> MergeSummary {
+    let start = Date()
+    let sources = try openModels(config, relativeTo: workingDirectory)
+    let planner = try MergePlanner(config: config, sources: sources, outDTypeOverride: options.outDType)
+    var plan = try planner.plan()
+    let ordered: [ModelSource] = try plan.models.map { m in
+        guard let s = sources[m] else { throw MergeError.missingModel(path: "models", model: m.description) }
+        return s
+    }
+    var vocabulary: VocabularyAlignment?
+    if let source = config.tokenizer?.source ?? config.tokenizerSource {
+        let v = try VocabularyAlignment.build(source: source, config: config, plan: plan, sources: ordered)
+        plan = v.adjust(plan)
+        vocabulary = v
+    }
+    let out = try AtomicOutputDirectory(finalPath: outPath, force: options.force)
+    do {
+        let infos = plan.entries.map { TensorInfo(name: $0.name, dtype: $0.outDType, shape: $0.shape) }
+        let writer = try ShardedSafetensorsWriter(directory: out.tempPath, tensors: infos, maxShardBytes: options.maxShardBytes,
+                                                  metadata: ["format": "pt"])
+        var exec = ExecutionOptions(seed: options.seed)
+        exec.prefetchBudgetBytes = 512 << 20
+        let executor = try MergeExecutor(plan: plan, sources: ordered, options: exec, rowMapper: vocabulary)
+        try executor.run(into: writer, progress: progress)
+        try writer.finish(sync: options.syncOutput)
+
+        let donor = ordered[plan.donor]
+        if var cfg = donor.modelConfig, case var .object(pairs) = cfg {
+            func set(_ key: String, _ value: JSON) {
+                if let i = pairs.firstIndex(where: { $0.0 == key }) { pairs[i].1 = value } else { pairs.append((key, value)) }
+            }
+            set(plan.layerCountKey, .int(plan.layerCount))
+            let floatTypes = Set(infos.map(\.dtype).filter(\.isFloat))
+            if let t = options.outDType ?? config.outDType ?? config.dtype ?? (floatTypes.count == 1 ? floatTypes.first : nil) {
+                pairs.removeAll { $0.0 == "torch_dtype" }
+                set("dtype", .string(torchDTypeName(t)))
+            }
+            if let v = vocabulary { set("vocab_size", .int(v.outputCount)) }
+            cfg = .object(pairs)
+            try writeFileAtomically(path: out.tempPath + "/config.json", contents: cfg.serialized(indent: 2) + "\n")
+        }
+        if options.writeModelCard {
+            try writeFileAtomically(path: out.tempPath + "/mergekit_config.yml", contents: config.sourceText)
+            try writeFileAtomically(path: out.tempPath + "/README.md", contents: modelCard(config: config, plan: plan))
+        }
+        if let v = vocabulary {
+            try v.writeTokenizer(to: out.tempPath)
+        } else if options.copyTokenizer, let folder = donor.folderPath {
+            try copySideFiles(from: folder, to: out.tempPath)
+        }
+        if let setting = config.chatTemplate,
+           let template = try ChatTemplate.resolve(setting, inputs: ordered.map(\.folderPath)) {
+            try ChatTemplate.write(template, to: out.tempPath)
+        }
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: out.tempPath).sorted()) ?? []
+        try out.commit()
+        return MergeSummary(output: outPath, method: plan.method, tensors: infos.count,
+                            parameters: infos.reduce(0) { $0 + $1.elementCount }, bytesWritten: infos.reduce(0) { $0 + $1.byteCount },
+                            seconds: Date().timeIntervalSince(start), files: files, warnings: plan.warnings)
+    } catch {
+        out.abandon()
+        throw error
+    }
+}
+
+/// The README.md model card, in mergekit's layout (front matter, method, models, configuration).
+func modelCard(config: MergeConfig, plan: MergePlan) -> String {
+    let method = MethodRegistry.method(named: config.mergeMethod)
+    let bases = plan.models.map(\.path)
+    var s = "---\nbase_model:\n" + bases.map { "- \($0)\n" }.joined() + "library_name: transformers\ntags:\n- mergekit\n- merge\n- fusekit\n---\n"
+    s += "# merged\n\nThis is a merge of pre-trained language models created with FuseKit (`fusekit merge`, compatible with [mergekit](https://github.com/arcee-ai/mergekit)).\n\n"
+    s += "## Merge Details\n### Merge Method\n\n"
+    let link = method?.referenceURL.map { "[\(method?.prettyName ?? config.mergeMethod)](\($0))" } ?? (method?.prettyName ?? config.mergeMethod)
+    if let base = config.baseModel { s += "This model was merged using the \(link) merge method using \(base.path) as a base.\n\n" }
+    else { s += "This model was merged using the \(link) merge method.\n\n" }
+    s += "### Models Merged\n\nThe following models were included in the merge:\n"
+    for m in plan.models where m != config.baseModel { s += "* \(m.path)\n" }
+    s += "\n### Configuration\n\nThe following YAML configuration was used to produce this model:\n\n```yaml\n"
+    s += config.sourceText.trimmingCharacters(in: .whitespacesAndNewlines) + "\n```\n"
+    return s
+}
