@@ -23,12 +23,18 @@ let package = Package(
         .target(name: "CFuseKernels", cSettings: cOptimize),
         .target(name: "FuseTensor", dependencies: ["COpenBLAS", "CFuseKernels"], swiftSettings: fastMath),
         .target(name: "FuseIO", dependencies: ["FuseTensor"], swiftSettings: fastMath),
+        .target(name: "FuseNN", dependencies: ["FuseTensor", "CFuseKernels"], swiftSettings: fastMath),
+        .target(name: "FuseModels", dependencies: ["FuseNN", "FuseIO", "FuseTensor", "CFuseKernels"], swiftSettings: fastMath),
+        .target(name: "FuseEval", dependencies: ["FuseModels", "FuseIO"], swiftSettings: fastMath),
         .executableTarget(name: "fusekit", dependencies: [
-            "FuseIO", "FuseTensor",
+            "FuseIO", "FuseTensor", "FuseModels", "FuseEval",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fastMath),
         .testTarget(name: "FuseTensorTests", dependencies: ["FuseTensor"]),
         .testTarget(name: "FuseIOTests", dependencies: ["FuseIO", "FuseTensor"]),
+        .testTarget(name: "FuseNNTests", dependencies: ["FuseNN", "FuseTensor", "CFuseKernels"]),
+        .testTarget(name: "FuseModelsTests", dependencies: ["FuseModels", "FuseNN", "FuseIO", "FuseTensor"]),
+        .testTarget(name: "FuseEvalTests", dependencies: ["FuseEval", "FuseModels"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,0 +1,122 @@
+import CFuseKernels
+import FuseTensor
+
+/// y = x · Wᵀ + b with W `[out, in]` in its stored dtype (HF layout). f32 weights go to sgemm; other
+/// dtypes run the fused dequantize-and-dot kernel for small batches (decode) and, for larger ones,
+/// dequantize one panel of rows at a time into a reused buffer for sgemm: the weight never exists
+/// as a whole f32 copy.
+public struct Linear: @unchecked Sendable {
+    public let name: String
+    /// `[out, in]`, any dtype `kernelType` accepts.
+    public let weight: Tensor
+    /// `[out]` or nil.
+    public let bias: [Float]?
+    public let inFeatures: Int
+    public let outFeatures: Int
+    let type: UInt32
+    let rowBytes: Int
+
+    /// Batches up to this many rows use the fused row kernel; larger ones the panel + sgemm path.
+    public static let fusedRowLimit = 4
+    /// Floats in one dequantized weight panel (4 MB: about the L2 of both cores).
+    static let panelFloats = 1 << 20
+    /// Output rows per parallel chunk of the fused kernel (16-row panels keep outputs on separate lines).
+    static let rowChunk = 16
+
+    public init(name: String, weight: Tensor, bias: [Float]? = nil) throws {
+        guard weight.shape.count == 2 else {
+            throw NNError.shapeMismatch(tensor: name, expected: [-1, -1], got: weight.shape)
+        }
+        guard let t = kernelType(weight.dtype) else { throw NNError.unsupportedDType(tensor: name, dtype: weight.dtype) }
+        guard let rb = weight.dtype.byteCount(elements: weight.shape[1]) else {
+            throw NNError.shapeMismatch(tensor: name, expected: [weight.shape[0], weight.shape[1] / weight.dtype.blockElements * weight.dtype.blockElements], got: weight.shape)
+        }
+        if let bias, bias.count != weight.shape[0] {
+            throw NNError.shapeMismatch(tensor: name + " bias", expected: [weight.shape[0]], got: [bias.count])
+        }
+        self.name = name; self.weight = weight; self.bias = bias
+        self.outFeatures = weight.shape[0]; self.inFeatures = weight.shape[1]
+        self.type = t; self.rowBytes = rb
+    }
+
+    /// Checks the weight is `[out, in]`.
+    public func expect(out: Int, in inF: Int) throws {
+        guard outFeatures == out, inFeatures == inF else {
+            throw NNError.shapeMismatch(tensor: name, expected: [out, inF], got: weight.shape)
+        }
+    }
+
+    /// Stacks the rows of several linears that read the same input into one (q|k|v, gate|up), so one
+    /// product serves them all. Weights must share a dtype; bias is zero where a part has none.
+    public static func fused(_ parts: [Linear], name: String) throws -> Linear {
+        guard let first = parts.first else { throw NNError.invalidArgument("fused linear '\(name)' has no parts") }
+        guard parts.allSatisfy({ $0.weight.dtype == first.weight.dtype && $0.inFeatures == first.inFeatures }) else {
+            throw NNError.invalidArgument("fused linear '\(name)': parts differ in dtype or input width")
+        }
+        let rows = parts.reduce(0) { $0 + $1.outFeatures }
+        let buffer = Buffer(byteCount: rows * first.rowBytes)
+        var offset = 0
+        for p in parts {
+            buffer.base.advanced(by: offset).copyMemory(from: p.weight.buffer.base, byteCount: p.weight.byteCount)
+            offset += p.weight.byteCount
+        }
+        let bias: [Float]? = parts.contains { $0.bias != nil } ? parts.flatMap { $0.bias ?? [Float](repeating: 0, count: $0.outFeatures) } : nil
+        return try Linear(name: name, weight: Tensor(dtype: first.weight.dtype, shape: [rows, first.inFeatures], buffer: buffer), bias: bias)
+    }
+
+    /// Fuses the parts when their dtypes agree, else keeps them apart (Gemma GGUFs mix Q5_0 and Q8_0).
+    public static func fusedIfPossible(_ parts: [Linear], name: String) throws -> [Linear] {
+        guard parts.count > 1, parts.allSatisfy({ $0.weight.dtype == parts[0].weight.dtype }) else { return parts }
+        return [try fused(parts, name: name)]
+    }
+
+    /// y[r * ldy + j] = Σ_k x[r * ldx + k] W[j, k] (+ b[j]) for r < rows (ldx defaults to `in`, ldy to `out`).
+    public func forward(_ x: UnsafePointer<Float>, rows: Int, ldx: Int? = nil, into y: UnsafeMutablePointer<Float>, ldy: Int? = nil) {
+        guard rows > 0 else { return }
+        let ldx = ldx ?? inFeatures, ldy = ldy ?? outFeatures
+        let base = UnsafeRawPointer(weight.buffer.base)
+        let (n, k, t, rb) = (outFeatures, inFeatures, type, rowBytes)
+        if rows <= Linear.fusedRowLimit || (t != 0 && rows < 16) {
+            parallelFor(count: n, chunkSize: max(Linear.rowChunk, n / 16 / Linear.rowChunk * Linear.rowChunk)) { _, r in
+                fk_matmul_rows(t, base, rb, k, r.lowerBound, r.upperBound, x, ldx, rows, y, ldy)
+            }
+        } else if t == 0 {
+            BLAS.sgemm(transB: true, m: rows, n: n, k: k, a: x, lda: ldx,
+                       b: base.assumingMemoryBound(to: Float.self), ldb: k, c: y, ldc: ldy)
+        } else {
+            let panelRows = max(16, min(n, Linear.panelFloats / max(k, 1)))
+            let panel = UnsafeMutablePointer<Float>.allocate(capacity: panelRows * k)
+            defer { panel.deallocate() }
+            var r0 = 0
+            while r0 < n {
+                let r1 = min(n, r0 + panelRows)
+                parallelFor(count: r1 - r0, chunkSize: 64) { _, rr in
+                    for r in rr { fk_dequant_row(t, base + (r0 + r) * rb, panel + r * k, k) }
+                }
+                BLAS.sgemm(transB: true, m: rows, n: r1 - r0, k: k, a: x, lda: ldx, b: panel, ldb: k, c: y + r0, ldc: ldy)
+                r0 = r1
+            }
+        }
+        if let bias {
+            bias.withUnsafeBufferPointer { b in
+                guard let bp = b.baseAddress else { return }
+                for r in 0..<rows { fk_add(y + r * ldy, bp, n) }
+            }
+        }
+    }
+
+    /// The slow reference kept beside the fast paths: dequantize each row, accumulate in f64.
+    public func forwardReference(_ x: [Float], rows: Int) -> [Float] {
+        var w = [Float](repeating: 0, count: inFeatures)
+        var y = [Float](repeating: 0, count: rows * outFeatures)
+        for j in 0..<outFeatures {
+            w.withUnsafeMutableBufferPointer { fk_dequant_row(type, UnsafeRawPointer(weight.buffer.base) + j * rowBytes, $0.baseAddress!, inFeatures) } // invariant: inFeatures > 0
+            for r in 0..<rows {
+                var s = 0.0
+                for q in 0..<inFeatures { s += Double(x[r * inFeatures + q]) * Double(w[q]) }
+                y[r * outFeatures + j] = Float(s) + (bias?[j] ?? 0)
+            }
+        }
+        return y
+    }
+}
