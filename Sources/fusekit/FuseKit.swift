@@ -8,7 +8,7 @@ struct FuseKitCommand: ParsableCommand {
         commandName: "fusekit",
         abstract: "Fuse the knowledge of language models: merge, evolve, distill, transfer.",
         discussion: "MODEL is an HF folder (config.json + *.safetensors), a .safetensors file or a .gguf file.",
-        subcommands: [InspectCommand.self, ConvertCommand.self])
+        subcommands: [InspectCommand.self, ConvertCommand.self, GenerateCommand.self, EvalCommand.self])
 
     /// Errors from the libraries print as `error: ...` and exit 1; usage errors exit 2.
     static func main() {
