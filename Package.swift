@@ -23,7 +23,7 @@ let package = Package(
         .target(name: "CFuseKernels", cSettings: cOptimize),
         .target(name: "FuseTensor", dependencies: ["COpenBLAS", "CFuseKernels"], swiftSettings: fastMath),
         .target(name: "FuseIO", dependencies: ["FuseTensor"], swiftSettings: fastMath),
-        .target(name: "FuseNN", dependencies: ["FuseTensor", "CFuseKernels"], swiftSettings: fastMath),
+        .target(name: "FuseNN", dependencies: ["FuseTensor", "CFuseKernels", "COpenBLAS"], swiftSettings: fastMath),
         .target(name: "FuseModels", dependencies: ["FuseNN", "FuseIO", "FuseTensor", "CFuseKernels"], swiftSettings: fastMath),
         .target(name: "FuseEval", dependencies: ["FuseModels", "FuseIO"], swiftSettings: fastMath),
         .executableTarget(name: "fusekit", dependencies: [

@@ -1,4 +1,5 @@
 import CFuseKernels
+import COpenBLAS
 import FuseTensor
 
 /// Keys and values of every layer for B sequences, preallocated to `capacity` slots (never copied
@@ -141,6 +142,10 @@ public struct Attention: Sendable {
                 return
             }
             // Prefill: per (sequence, head) one score block [T, S] by sgemm, masked softmax, one sgemm for P v.
+            // The heads run on FuseKit's threads, so OpenBLAS runs single-threaded inside (DESIGN.md, Threads).
+            let blasThreads = openblas_get_num_threads()
+            openblas_set_num_threads(1)
+            defer { openblas_set_num_threads(blasThreads) }
             parallelFor(count: cache.batch * hq, chunkSize: 1) { _, r in
                 let scores = UnsafeMutablePointer<Float>.allocate(capacity: t * s)
                 defer { scores.deallocate() }
