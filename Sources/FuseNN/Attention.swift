@@ -143,10 +143,7 @@ public struct Attention: Sendable {
             }
             // Prefill: per (sequence, head) one score block [T, S] by sgemm, masked softmax, one sgemm for P v.
             // The heads run on FuseKit's threads, so OpenBLAS runs single-threaded inside (DESIGN.md, Threads).
-            let blasThreads = openblas_get_num_threads()
-            openblas_set_num_threads(1)
-            defer { openblas_set_num_threads(blasThreads) }
-            parallelFor(count: cache.batch * hq, chunkSize: 1) { _, r in
+            withSingleThreadedBLAS { parallelFor(count: cache.batch * hq, chunkSize: 1) { _, r in
                 let scores = UnsafeMutablePointer<Float>.allocate(capacity: t * s)
                 defer { scores.deallocate() }
                 var qSlot = [Int32](repeating: 0, count: t), qPos = [Int32](repeating: 0, count: t)
@@ -161,7 +158,7 @@ public struct Attention: Sendable {
                     BLAS.sgemm(m: t, n: d, k: s, a: scores, lda: s, b: cache.valueRows(layer, b, g), ldb: d,
                                c: out + b * t * hq * d + h * d, ldc: hq * d)
                 }
-            }
+            } }
         }
     }
     // attentionBackward (saved: softmax probabilities per head) goes here (issue 8).

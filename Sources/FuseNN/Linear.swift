@@ -1,4 +1,5 @@
 import CFuseKernels
+import COpenBLAS
 import FuseTensor
 
 /// y = x · Wᵀ + b with W `[out, in]` in its stored dtype (HF layout). f32 weights go to sgemm; other
@@ -80,21 +81,25 @@ public struct Linear: @unchecked Sendable {
             parallelFor(count: n, chunkSize: max(Linear.rowChunk, n / 16 / Linear.rowChunk * Linear.rowChunk)) { _, r in
                 fk_matmul_rows(t, base, rb, k, r.lowerBound, r.upperBound, x, ldx, rows, y, ldy)
             }
-        } else if t == 0 {
-            BLAS.sgemm(transB: true, m: rows, n: n, k: k, a: x, lda: ldx,
-                       b: base.assumingMemoryBound(to: Float.self), ldb: k, c: y, ldc: ldy)
         } else {
-            let panelRows = max(16, min(n, Linear.panelFloats / max(k, 1)))
-            let panel = UnsafeMutablePointer<Float>.allocate(capacity: panelRows * k)
-            defer { panel.deallocate() }
-            var r0 = 0
-            while r0 < n {
-                let r1 = min(n, r0 + panelRows)
-                parallelFor(count: r1 - r0, chunkSize: 64) { _, rr in
-                    for r in rr { fk_dequant_row(t, base + (r0 + r) * rb, panel + r * k, k) }
+            // Each thread runs sgemm (OpenBLAS single-threaded: one pool at a time) on its own block of
+            // output columns; non-f32 weights are dequantized one panel at a time into a per-chunk buffer.
+            let threads = max(1, Parallel.threads)
+            let perThread = (n + threads - 1) / threads
+            let panelRows = t == 0 ? perThread : max(16, min(perThread, Linear.panelFloats / max(k, 1)))
+            withSingleThreadedBLAS {
+                parallelFor(count: n, chunkSize: panelRows) { _, cols in
+                    if t == 0 {
+                        BLAS.sgemm(transB: true, m: rows, n: cols.count, k: k, a: x, lda: ldx,
+                                   b: base.assumingMemoryBound(to: Float.self) + cols.lowerBound * k, ldb: k,
+                                   c: y + cols.lowerBound, ldc: ldy)
+                        return
+                    }
+                    let panel = UnsafeMutablePointer<Float>.allocate(capacity: cols.count * k)
+                    defer { panel.deallocate() }
+                    for r in cols { fk_dequant_row(t, base + r * rb, panel + (r - cols.lowerBound) * k, k) }
+                    BLAS.sgemm(transB: true, m: rows, n: cols.count, k: k, a: x, lda: ldx, b: panel, ldb: k, c: y + cols.lowerBound, ldc: ldy)
                 }
-                BLAS.sgemm(transB: true, m: rows, n: r1 - r0, k: k, a: x, lda: ldx, b: panel, ldb: k, c: y + r0, ldc: ldy)
-                r0 = r1
             }
         }
         if let bias {
@@ -119,4 +124,12 @@ public struct Linear: @unchecked Sendable {
         }
         return y
     }
+}
+
+/// Runs `body` with OpenBLAS at one thread (FuseKit's pool does the splitting), then restores it.
+public func withSingleThreadedBLAS<R>(_ body: () throws -> R) rethrows -> R {
+    let saved = openblas_get_num_threads()
+    if saved != 1 { openblas_set_num_threads(1) }
+    defer { if saved != 1 { openblas_set_num_threads(saved) } }
+    return try body()
 }
