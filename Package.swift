@@ -30,6 +30,7 @@ let package = Package(
             "FuseIO", "FuseTensor", "FuseModels", "FuseEval",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fastMath),
+        .executableTarget(name: "fuzz-formats", dependencies: ["FuseIO", "FuseTensor"], swiftSettings: fastMath),
         .testTarget(name: "FuseTensorTests", dependencies: ["FuseTensor"]),
         .testTarget(name: "FuseIOTests", dependencies: ["FuseIO", "FuseTensor"]),
         .testTarget(name: "FuseNNTests", dependencies: ["FuseNN", "FuseTensor", "CFuseKernels"]),

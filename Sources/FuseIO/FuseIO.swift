@@ -20,6 +20,11 @@ public enum FuseIOError: Error, CustomStringConvertible {
     case outputExists(path: String)
     case writeFailed(path: String, reason: String)
     case notAModel(path: String)
+    // GGUF (GGUF.swift)
+    case duplicateKey(path: String, key: String)
+    case badMetadata(path: String, key: String, offset: Int, what: String)
+    case countTooLarge(path: String, what: String, offset: Int, count: UInt64, limit: UInt64)
+    case overlappingTensors(path: String, tensor: String, other: String, offset: Int)
 
     public var description: String {
         switch self {
@@ -42,6 +47,14 @@ public enum FuseIOError: Error, CustomStringConvertible {
         case let .writeFailed(path, reason): return "\(path): write failed (\(reason)); nothing was left behind"
         case let .notAModel(path):
             return "\(path): not a model (expected an HF folder with config.json and *.safetensors, a .safetensors file or a .gguf file)"
+        case let .duplicateKey(path, key):
+            return "\(path): metadata key '\(key)' appears more than once; the file is corrupt — re-convert the model"
+        case let .badMetadata(path, key, offset, what):
+            return "\(path): metadata key '\(key)' at byte \(offset): \(what)"
+        case let .countTooLarge(path, what, offset, count, limit):
+            return "\(path): \(what) = \(count) at byte \(offset) exceeds \(limit), the most this file's size allows; the file is corrupt or not a GGUF file"
+        case let .overlappingTensors(path, tensor, other, offset):
+            return "\(path): the data of tensor '\(tensor)' overlaps tensor '\(other)' at byte \(offset); the file is corrupt — re-convert the model"
         }
     }
 }
