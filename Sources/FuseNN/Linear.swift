@@ -1,5 +1,6 @@
 import CFuseKernels
 import COpenBLAS
+import Foundation
 import FuseTensor
 
 /// y = x · Wᵀ + b with W `[out, in]` in its stored dtype (HF layout). f32 weights go to sgemm; other
@@ -19,6 +20,10 @@ public struct Linear: @unchecked Sendable {
 
     /// Batches up to this many rows use the fused row kernel; larger ones the panel + sgemm path.
     public static let fusedRowLimit = 4
+    /// Whether small batches on quantized weights quantize their input to 8 bits and use the integer
+    /// kernels (where the CPU has them). Off: the f32 dequantize-and-dot kernels, slower, closer to
+    /// an f32 reference. `FUSEKIT_F32_ACTIVATIONS=1` turns it off.
+    nonisolated(unsafe) public static var quantizeActivations = ProcessInfo.processInfo.environment["FUSEKIT_F32_ACTIVATIONS"] != "1"
     /// Floats in one dequantized weight panel (4 MB: about the L2 of both cores).
     static let panelFloats = 1 << 20
     /// Output rows per parallel chunk of the fused kernel (16-row panels keep outputs on separate lines).
@@ -77,7 +82,17 @@ public struct Linear: @unchecked Sendable {
         let ldx = ldx ?? inFeatures, ldy = ldy ?? outFeatures
         let base = UnsafeRawPointer(weight.buffer.base)
         let (n, k, t, rb) = (outFeatures, inFeatures, type, rowBytes)
-        if rows <= Linear.fusedRowLimit || (t != 0 && rows < 16) {
+        if rows <= Linear.fusedRowLimit, Linear.quantizeActivations, fk_qdot_supported(t) != 0 {
+            // Decode: quantize the input rows once (int8 per 32 values, as llama.cpp does) and run the
+            // integer VNNI kernels over this thread's rows of the quantized weight.
+            let qb = fk_q8_row_bytes(k)
+            let xq = UnsafeMutableRawPointer.allocate(byteCount: rows * qb, alignment: 64)
+            defer { xq.deallocate() }
+            for r in 0..<rows { fk_quantize_q8(x + r * ldx, k, xq + r * qb) }
+            parallelFor(count: n, chunkSize: max(Linear.rowChunk, n / 16 / Linear.rowChunk * Linear.rowChunk)) { _, r in
+                fk_matmul_rows_q8(t, base, rb, k, r.lowerBound, r.upperBound, xq, qb, rows, y, ldy)
+            }
+        } else if rows <= Linear.fusedRowLimit || (t != 0 && rows < 16) {
             parallelFor(count: n, chunkSize: max(Linear.rowChunk, n / 16 / Linear.rowChunk * Linear.rowChunk)) { _, r in
                 fk_matmul_rows(t, base, rb, k, r.lowerBound, r.upperBound, x, ldx, rows, y, ldy)
             }

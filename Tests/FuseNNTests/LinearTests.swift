@@ -36,8 +36,10 @@ final class LinearTests: XCTestCase {
         }
     }
 
-    /// Linear on 1, 3 (fused row kernel) and 20 rows (panel + sgemm) equals x · Wᵀ in f64.
+    /// Linear on 1, 3 (fused row kernel, f32 activations) and 20 rows (panel + sgemm) equals x · Wᵀ in f64.
     func testLinearEveryDTypeAndPath() throws {
+        Linear.quantizeActivations = false
+        defer { Linear.quantizeActivations = true }
         let store = try WeightStore(path: fixturePath("runtime/quant.safetensors"))
         let x3 = try store.floats("x")
         for (key, dtype) in types {
@@ -106,5 +108,54 @@ final class LinearTests: XCTestCase {
         XCTAssertThrowsError(try Linear(name: "q2", weight: q)) { XCTAssertEqual($0 as? NNError, .unsupportedDType(tensor: "q2", dtype: .q2_K)) }
         let w = try Tensor(floats: [1, 2, 3, 4], shape: [2, 2])
         XCTAssertThrowsError(try Linear(name: "b", weight: w, bias: [1])) { XCTAssertEqual($0 as? NNError, .shapeMismatch(tensor: "b bias", expected: [2], got: [1])) }
+    }
+}
+
+/// The integer (VNNI) decode kernels with 8-bit activations: within the activation-quantization error
+/// of the f64 product, and bit-for-bit the same whatever the thread count.
+final class QuantizedActivationTests: XCTestCase {
+    func testIntegerKernelsAgainstF64Product() throws {
+        let store = try WeightStore(path: fixturePath("runtime/quant.safetensors"))
+        let x3 = try store.floats("x")
+        for (key, dtype) in [("q4_0", DType.q4_0), ("q4_1", .q4_1), ("q5_0", .q5_0), ("q8_0", .q8_0), ("q4_k", .q4_K), ("q6_k", .q6_K)] {
+            guard fk_qdot_supported(dtype.traits.ggmlType!) != 0 else { continue }
+            let raw = try store.tensor(key + ".blocks")
+            let linear = try Linear(name: key, weight: Tensor(dtype: dtype, shape: [8, 512], buffer: raw.buffer))
+            let expected = try store.floats(key + ".matmul")
+            let deq = try store.floats(key + ".dequant")
+            var y = [Float](repeating: 0, count: 24)
+            y.withUnsafeMutableBufferPointer { linear.forward(x3, rows: 3, into: $0.baseAddress!) }
+            for r in 0..<3 {
+                for j in 0..<8 {
+                    // error bound: each activation is off by at most half a step of its block's scale
+                    var bound = 0.0
+                    for b in 0..<16 {
+                        let xs = x3[(r * 512 + b * 32)..<(r * 512 + b * 32 + 32)]
+                        let step = Double(xs.map { abs($0) }.max()!) / 127
+                        bound += (0..<32).map { abs(Double(deq[j * 512 + b * 32 + $0])) }.reduce(0, +) * step / 2
+                    }
+                    XCTAssertEqual(Double(y[r * 8 + j]), Double(expected[r * 8 + j]), accuracy: bound + 1e-3, "\(key) row \(r) out \(j)")
+                }
+            }
+            // Exact check: the kernel equals the f64 product with the 8-bit activations it used.
+            for r in 0..<3 {
+                var xq = [Double](repeating: 0, count: 512)
+                for b in 0..<16 {
+                    let xs = Array(x3[(r * 512 + b * 32)..<(r * 512 + b * 32 + 32)])
+                    let d = xs.map { abs($0) }.max()! / 127
+                    for i in 0..<32 { xq[b * 32 + i] = Double((xs[i] * (d > 0 ? 1 / d : 0)).rounded(.toNearestOrEven)) * Double(d) }
+                }
+                for j in 0..<8 {
+                    let exact = (0..<512).map { Double(deq[j * 512 + $0]) * xq[$0] }.reduce(0, +)
+                    XCTAssertEqual(Double(y[r * 8 + j]), exact, accuracy: 1e-4 * max(1, abs(exact)), "\(key) row \(r) out \(j) vs 8-bit activations")
+                }
+            }
+            let saved = Parallel.threads
+            Parallel.threads = 1
+            var y1 = [Float](repeating: 0, count: 24)
+            y1.withUnsafeMutableBufferPointer { linear.forward(x3, rows: 3, into: $0.baseAddress!) }
+            Parallel.threads = saved
+            XCTAssertEqual(y1, y, "\(key): thread count changed the result")
+        }
     }
 }

@@ -31,6 +31,18 @@ void fk_dequant_row(uint32_t type, const void *src, float *dst, size_t n);
 void fk_matmul_rows(uint32_t type, const void *w, size_t row_bytes, size_t n_in, size_t r0, size_t r1,
                     const float *x, size_t ldx, size_t m, float *y, size_t ldy);
 
+/// Bytes of one activation row of n values (n a multiple of 32) quantized by `fk_quantize_q8`:
+/// int8 values, an f32 scale per 32 and the int16 sum of each 16 values.
+size_t fk_q8_row_bytes(size_t n);
+/// Quantizes n floats (n a multiple of 32) to that layout: d = max|x| / 127, q = round(x / d).
+void fk_quantize_q8(const float *x, size_t n, void *out);
+/// 1 when `fk_matmul_rows_q8` has an integer kernel for `type` on this CPU (AVX512-VNNI: Q4_0, Q4_1,
+/// Q5_0, Q8_0, Q4_K, Q6_K); callers use `fk_matmul_rows` otherwise.
+int fk_qdot_supported(uint32_t type);
+/// As `fk_matmul_rows`, with the M activation rows already quantized (row stride `ldxq` bytes).
+void fk_matmul_rows_q8(uint32_t type, const void *w, size_t row_bytes, size_t n_in, size_t r0, size_t r1,
+                       const void *xq, size_t ldxq, size_t m, float *y, size_t ldy);
+
 /// Which matmul path is in use: 0 portable, 1 AVX2, 2 AVX-512 (for benchmark headers).
 int fk_matmul_path(void);
 
