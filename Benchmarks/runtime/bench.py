@@ -65,19 +65,13 @@ def torch_decode(model, ids, new):
             past, nxt = out.past_key_values, out.logits[0, -1].argmax().item()
         return time.perf_counter() - t, toks
 
-def llama_cpp():
-    try:
-        from llama_cpp import Llama
-    except ImportError:
-        return None
-    return Llama(model_path=GGUF, n_threads=2, n_ctx=1024, verbose=False, logits_all=False)
+LLAMA_PYTHON = os.environ.get("LLAMA_PYTHON")   # a Python with llama-cpp-python (built from PyPI source)
 
-def llama_decode(llm, ids, new):
-    llm.reset(); llm.eval(ids)
-    t = time.perf_counter()
-    for _ in range(new):
-        tok = int(np.argmax(llm.scores[llm.n_tokens - 1])); llm.eval([tok])
-    return time.perf_counter() - t
+def llama_decode(ids, new):
+    out = subprocess.run([LLAMA_PYTHON, os.path.join(os.path.dirname(__file__), "llama_decode.py"), GGUF,
+                          ",".join(map(str, ids)), str(new), "2"], capture_output=True, text=True, check=True)
+    r = json.loads(out.stdout)
+    return r["seconds"], r["tokens"], r["system"]
 
 def main():
     convert()
@@ -85,7 +79,7 @@ def main():
     prompt = rng.integers(20, 40000, size=PREFILL).tolist()
     short = prompt[:DECODE_PROMPT]
     model = AutoModelForCausalLM.from_pretrained(HF, dtype=torch.float32).eval()
-    llm = llama_cpp()
+    llm = bool(LLAMA_PYTHON)
     res = {k: [] for k in ["fk_prefill", "pt_prefill", "fk_decode_f32", "pt_decode", "fk_decode_q", "llama_decode"]}
     s0 = steal()
     for r in range(ROUNDS + 1):   # round 0 warms up and is dropped
@@ -93,11 +87,15 @@ def main():
         pp = torch_prefill(model, prompt)
         _, fd, ftoks = fusekit(HF, short, DECODE + 1)
         pd, ptoks = torch_decode(model, short, DECODE)
-        _, qd, _ = fusekit(GGUF, short, DECODE + 1) if os.environ.get("FUSEKIT_GGUF", "1") == "1" else (0, float("nan"), [])
-        ld = llama_decode(llm, short, DECODE) if llm else float("nan")
+        _, qd, qtoks = fusekit(GGUF, short, DECODE + 1)
+        ld, ltoks, system = llama_decode(short, DECODE) if llm else (float("nan"), [], "")
         if r == 0:
             agree = sum(a == b for a, b in zip(ftoks, ptoks))
-            print(f"greedy tokens equal to transformers: {agree}/{min(len(ftoks), len(ptoks))}")
+            print(f"f32 greedy tokens equal to transformers: {agree}/{min(len(ftoks), len(ptoks))}")
+            if llm:
+                agree = next((i for i, (a, b) in enumerate(zip(qtoks, ltoks)) if a != b), min(len(qtoks), len(ltoks)))
+                print(f"Q4_1 greedy tokens equal to llama.cpp's: first {agree} of {min(len(qtoks), len(ltoks))}")
+                print(f"llama.cpp: {system.strip()}")
             continue
         res["fk_prefill"].append(PREFILL / fp); res["pt_prefill"].append(PREFILL / pp)
         res["fk_decode_f32"].append(DECODE / fd); res["pt_decode"].append(DECODE / pd)

@@ -1,6 +1,8 @@
 #!/bin/sh
 # Benchmarks/runtime: FuseKit vs PyTorch/transformers (and llama.cpp when llama-cpp-python is installed)
 # on SmolLM2-135M. Usage: Benchmarks/runtime/run.sh [MODELS_DIR] [ROUNDS]
+# llama.cpp: set LLAMA_PYTHON to a Python with llama-cpp-python, e.g.
+#   python3 -m venv /tmp/llvenv && /tmp/llvenv/bin/pip install numpy llama-cpp-python   (builds from source, ~15 min)
 set -e
 MODELS=${1:-models}
 ROUNDS=${2:-5}

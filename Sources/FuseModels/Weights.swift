@@ -12,7 +12,19 @@ struct WeightReader {
     func tensor(_ name: String, shape: [Int]) throws -> Tensor {
         guard let info = store.info(name) else { throw ModelError.missingTensor(path: store.path, tensor: name) }
         guard info.shape == shape else { throw ModelError.misshapenTensor(path: store.path, tensor: name, expected: shape, got: info.shape) }
-        return try store.tensor(name)
+        let t = try store.tensor(name)
+        prefault(t)
+        return t
+    }
+
+    /// Touches one byte per page so the memory map's page faults happen at load, not in the first
+    /// forward call (a 135M f32 model is 130k faults, ~10% of a 512-token prefill).
+    func prefault(_ t: Tensor) {
+        var sink: UInt8 = 0
+        let p = t.buffer.base.assumingMemoryBound(to: UInt8.self)
+        var i = 0
+        while i < t.byteCount { sink &+= p[i]; i += 4096 }
+        withExtendedLifetime(sink) {}
     }
 
     func vector(_ name: String, count: Int) throws -> [Float] {
