@@ -81,3 +81,18 @@ final class EvalTests: XCTestCase {
         XCTAssertThrowsError(try Evaluator(model: model).run(task)) { XCTAssertTrue("\($0)".contains("t.jsonl:1: the example is text but no tokenizer")) }
     }
 }
+
+/// The documented example task files parse, one kind each.
+final class ExampleTaskTests: XCTestCase {
+    func testExamplesParse() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let dir = root.appendingPathComponent("examples/tasks").path
+        let expected: [String: TaskKind] = ["multiple_choice.jsonl": .multipleChoice, "generation.jsonl": .generation,
+                                            "perplexity.jsonl": .perplexity, "token_ids.jsonl": .multipleChoice]
+        for (file, kind) in expected {
+            let task = try TaskFile(path: dir + "/" + file)
+            XCTAssertEqual(task.kind, kind, file)
+            XCTAssertGreaterThan(task.examples.count, 1, file)
+        }
+    }
+}
