@@ -108,6 +108,9 @@ public struct Attention: Sendable {
     /// Sliding window in positions, 0 = full attention.
     public let window: Int
 
+    /// Query rows per prefill job: keys past a block's last query are never computed.
+    static let queryBlock = 64
+
     public init(heads: Int, kvHeads: Int, headDim: Int, scale: Float, softcap: Float = 0, window: Int = 0) throws {
         guard heads > 0, kvHeads > 0, heads % kvHeads == 0 else {
             throw NNError.invalidArgument("\(heads) query heads cannot share \(kvHeads) key/value heads evenly")
@@ -141,22 +144,26 @@ public struct Attention: Sendable {
                 }
                 return
             }
-            // Prefill: per (sequence, head) one score block [T, S] by sgemm, masked softmax, one sgemm for P v.
-            // The heads run on FuseKit's threads, so OpenBLAS runs single-threaded inside (DESIGN.md, Threads).
-            withSingleThreadedBLAS { parallelFor(count: cache.batch * hq, chunkSize: 1) { _, r in
-                let scores = UnsafeMutablePointer<Float>.allocate(capacity: t * s)
+            // Prefill: per (sequence, head, block of query rows) one score block by sgemm over the keys
+            // that block can see (slots up to its last query: the causal upper triangle is skipped),
+            // masked softmax, one sgemm for P v. The jobs run on FuseKit's threads, so OpenBLAS runs
+            // single-threaded inside (DESIGN.md, Threads).
+            let qBlock = Attention.queryBlock, blocks = (t + qBlock - 1) / qBlock
+            withSingleThreadedBLAS { parallelFor(count: cache.batch * hq * blocks, chunkSize: 1) { _, r in
+                let scores = UnsafeMutablePointer<Float>.allocate(capacity: qBlock * s)
                 defer { scores.deallocate() }
-                var qSlot = [Int32](repeating: 0, count: t), qPos = [Int32](repeating: 0, count: t)
+                var qSlot = [Int32](repeating: 0, count: qBlock), qPos = [Int32](repeating: 0, count: qBlock)
                 for job in r {
-                    let b = job / hq, h = job % hq, g = h / group
+                    let b = job / (hq * blocks), h = job / blocks % hq, i0 = job % blocks * qBlock, g = h / group
+                    let rows = min(qBlock, t - i0), keys = start + i0 + rows
                     let keyPos = allPositions + b * cap
-                    for i in 0..<t { qSlot[i] = Int32(start + i); qPos[i] = keyPos[start + i] }
-                    let qh = q + b * t * ldq + h * d
-                    BLAS.sgemm(transB: true, m: t, n: s, k: d, a: qh, lda: ldq,
-                               b: cache.keyRows(layer, b, g), ldb: d, c: scores, ldc: s)
-                    fk_masked_softmax(scores, t, s, s, scale, softcap, qSlot, qPos, keyPos, window)
-                    BLAS.sgemm(m: t, n: d, k: s, a: scores, lda: s, b: cache.valueRows(layer, b, g), ldb: d,
-                               c: out + b * t * hq * d + h * d, ldc: hq * d)
+                    for i in 0..<rows { qSlot[i] = Int32(start + i0 + i); qPos[i] = keyPos[start + i0 + i] }
+                    let qh = q + (b * t + i0) * ldq + h * d
+                    BLAS.sgemm(transB: true, m: rows, n: keys, k: d, a: qh, lda: ldq,
+                               b: cache.keyRows(layer, b, g), ldb: d, c: scores, ldc: keys)
+                    fk_masked_softmax(scores, rows, keys, keys, scale, softcap, qSlot, qPos, keyPos, window)
+                    BLAS.sgemm(m: rows, n: d, k: keys, a: scores, lda: keys, b: cache.valueRows(layer, b, g), ldb: d,
+                               c: out + (b * t + i0) * hq * d + h * d, ldc: hq * d)
                 }
             } }
         }

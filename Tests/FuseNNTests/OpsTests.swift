@@ -102,6 +102,33 @@ final class OpsTests: XCTestCase {
         for i in 0..<(2 * d) { XCTAssertEqual(out[i], unwindowed[(t - 1) * 2 * d + i], accuracy: 1e-6) }
     }
 
+    /// A long prefill (several query blocks, padding, a sliding window) equals token-by-token decode.
+    func testLongPrefillEqualsDecode() throws {
+        let d = 16, t = 150, heads = 4
+        var rng = SeededRNG(seed: 10, name: "long", chunk: 0)
+        let q = (0..<(t * heads * d)).map { _ in Float.random(in: -1...1, using: &rng) }
+        let kv = (0..<(t * 2 * d)).map { _ in Float.random(in: -1...1, using: &rng) }
+        let valid = (0..<t).map { $0 >= 5 }
+        for window in [0, 20] {
+            let attention = try Attention(heads: heads, kvHeads: 1, headDim: d, scale: 0.25, window: window)
+            let prefill = KVCache(batch: 1, layers: 1, kvHeads: 1, headDim: d, capacity: t)
+            _ = try prefill.append(tokens: t, valid: valid)
+            kv.withUnsafeBufferPointer { prefill.store(layer: 0, keys: $0.baseAddress!, values: $0.baseAddress! + d, ld: 2 * d, tokens: t) }
+            var all = [Float](repeating: 0, count: t * heads * d)
+            all.withUnsafeMutableBufferPointer { attention.forward(q: q, ldq: heads * d, cache: prefill, layer: 0, tokens: t, into: $0.baseAddress!) }
+            let decode = KVCache(batch: 1, layers: 1, kvHeads: 1, headDim: d, capacity: t)
+            for i in 0..<t {
+                _ = try decode.append(tokens: 1, valid: [valid[i]])
+                kv.withUnsafeBufferPointer { decode.store(layer: 0, keys: $0.baseAddress! + i * 2 * d, values: $0.baseAddress! + i * 2 * d + d, ld: 2 * d, tokens: 1) }
+                guard valid[i] else { continue }
+                var one = [Float](repeating: 0, count: heads * d)
+                let qi = Array(q[(i * heads * d)..<((i + 1) * heads * d)])
+                one.withUnsafeMutableBufferPointer { attention.forward(q: qi, ldq: heads * d, cache: decode, layer: 0, tokens: 1, into: $0.baseAddress!) }
+                for j in 0..<(heads * d) { XCTAssertEqual(one[j], all[i * heads * d + j], accuracy: 1e-5, "window \(window) row \(i)") }
+            }
+        }
+    }
+
     func testCacheOverflowIsAnError() throws {
         let cache = KVCache(batch: 1, layers: 1, kvHeads: 1, headDim: 4, capacity: 3)
         _ = try cache.append(tokens: 2, valid: nil)
