@@ -14,17 +14,20 @@
 
 #define Q8_BLOCK 32
 
-size_t fk_q8_row_bytes(size_t n) { return n + (n / Q8_BLOCK) * 4 + (n / 16) * 2; }
+size_t fk_q8_row_bytes(size_t n) { return n + (n / Q8_BLOCK) * 8 + (n / 16) * 4; }
 
-/// Layout of one quantized activation row: q int8[n] | d f32[n/32] | s16 int16[n/16].
+/// Layout of one quantized activation row: q int8[n] | d f32[n/32] | d·Σq f32[n/32] | d·Σq per 16 f32[n/16].
+/// The scaled sums make each weight block's zero-point or minimum term one multiply-add.
 static inline const int8_t *q8_q(const void *row) { return (const int8_t *)row; }
 static inline const float *q8_d(const void *row, size_t n) { return (const float *)((const uint8_t *)row + n); }
-static inline const int16_t *q8_s(const void *row, size_t n) { return (const int16_t *)((const uint8_t *)row + n + n / Q8_BLOCK * 4); }
+static inline const float *q8_sum(const void *row, size_t n) { return (const float *)((const uint8_t *)row + n + n / Q8_BLOCK * 4); }
+static inline const float *q8_sum16(const void *row, size_t n) { return (const float *)((const uint8_t *)row + n + n / Q8_BLOCK * 8); }
 
 void fk_quantize_q8(const float *x, size_t n, void *out) {
     int8_t *q = (int8_t *)out;
     float *d = (float *)((uint8_t *)out + n);
-    int16_t *s = (int16_t *)((uint8_t *)out + n + n / Q8_BLOCK * 4);
+    float *sum = (float *)((uint8_t *)out + n + n / Q8_BLOCK * 4);
+    float *s = (float *)((uint8_t *)out + n + n / Q8_BLOCK * 8);
     for (size_t b = 0; b < n / Q8_BLOCK; b++) {
         const float *xb = x + b * Q8_BLOCK;
         float amax = 0;
@@ -37,7 +40,7 @@ void fk_quantize_q8(const float *x, size_t n, void *out) {
             q[b * Q8_BLOCK + i] = (int8_t)v;
             if (i < 16) s0 += v; else s1 += v;
         }
-        s[2 * b] = (int16_t)s0; s[2 * b + 1] = (int16_t)s1;
+        s[2 * b] = scale * (float)s0; s[2 * b + 1] = scale * (float)s1; sum[b] = scale * (float)(s0 + s1);
     }
 }
 
@@ -64,6 +67,12 @@ VNNI static inline float hsum8(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 VNNI static inline float f16(const uint8_t *p) { uint16_t h; memcpy(&h, p, 2); return _cvtsh_ss(h); }
+/// Two adjacent f16 values (Q4_1's d and m) in one conversion.
+VNNI static inline void f16x2(const uint8_t *p, float *a, float *b) {
+    uint32_t u; memcpy(&u, p, 4);
+    __m128 v = _mm_cvtph_ps(_mm_cvtsi32_si128((int)u));
+    *a = _mm_cvtss_f32(v); *b = _mm_cvtss_f32(_mm_movehdup_ps(v));
+}
 /// 16 bytes of nibbles -> 32 bytes: low nibbles (elements 0..15), then high nibbles (16..31).
 VNNI static inline __m256i unpack_nibbles16(const uint8_t *qs) {
     __m128i v = _mm_loadu_si128((const __m128i *)qs), m = _mm_set1_epi8(0x0F);
@@ -72,11 +81,10 @@ VNNI static inline __m256i unpack_nibbles16(const uint8_t *qs) {
 VNNI static inline __m256i dot(__m256i w_u8, const int8_t *a) {
     return _mm256_dpbusd_epi32(_mm256_setzero_si256(), w_u8, _mm256_loadu_si256((const __m256i *)a));
 }
-static inline int s32(const int16_t *s, size_t b) { return s[2 * b] + s[2 * b + 1]; }
 
 /// One weight row (n_in elements) against one Q8 activation row.
 VNNI static float row_dot(uint32_t type, const uint8_t *w, const void *xq, size_t n) {
-    const int8_t *a = q8_q(xq); const float *ad = q8_d(xq, n); const int16_t *as = q8_s(xq, n);
+    const int8_t *a = q8_q(xq); const float *ad = q8_d(xq, n), *asum = q8_sum(xq, n), *as = q8_sum16(xq, n);
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     float corr = 0;
     size_t nb = n / Q8_BLOCK;
@@ -85,27 +93,29 @@ VNNI static float row_dot(uint32_t type, const uint8_t *w, const void *xq, size_
         for (size_t b = 0; b < nb; b++) {
             const uint8_t *blk = w + b * 34;
             __m256i u = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(blk + 2)), _mm256_set1_epi8((char)0x80));
-            float s = f16(blk) * ad[b];
-            __m256 p = _mm256_mul_ps(_mm256_cvtepi32_ps(dot(u, a + b * 32)), _mm256_set1_ps(s));
-            if (b & 1) acc1 = _mm256_add_ps(acc1, p); else acc0 = _mm256_add_ps(acc0, p);
-            corr += s * 128.0f * (float)s32(as, b);
+            float dw = f16(blk), s = dw * ad[b];
+            __m256 p = _mm256_cvtepi32_ps(dot(u, a + b * 32));
+            if (b & 1) acc1 = _mm256_fmadd_ps(p, _mm256_set1_ps(s), acc1); else acc0 = _mm256_fmadd_ps(p, _mm256_set1_ps(s), acc0);
+            corr += dw * 128.0f * asum[b];
         }
         break;
     case FK_Q4_0:   // d | nibbles; value d (q − 8)
         for (size_t b = 0; b < nb; b++) {
             const uint8_t *blk = w + b * 18;
-            float s = f16(blk) * ad[b];
-            acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot(unpack_nibbles16(blk + 2), a + b * 32)), _mm256_set1_ps(s), acc0);
-            corr += s * 8.0f * (float)s32(as, b);
+            float dw = f16(blk), s = dw * ad[b];
+            __m256 p = _mm256_cvtepi32_ps(dot(unpack_nibbles16(blk + 2), a + b * 32));
+            if (b & 1) acc1 = _mm256_fmadd_ps(p, _mm256_set1_ps(s), acc1); else acc0 = _mm256_fmadd_ps(p, _mm256_set1_ps(s), acc0);
+            corr += dw * 8.0f * asum[b];
         }
         break;
     case FK_Q4_1:   // d | m | nibbles; value d q + m
         for (size_t b = 0; b < nb; b++) {
             const uint8_t *blk = w + b * 20;
-            float s = f16(blk) * ad[b];
+            float dw, mw; f16x2(blk, &dw, &mw);
+            float s = dw * ad[b];
             __m256 p = _mm256_cvtepi32_ps(dot(unpack_nibbles16(blk + 4), a + b * 32));
             if (b & 1) acc1 = _mm256_fmadd_ps(p, _mm256_set1_ps(s), acc1); else acc0 = _mm256_fmadd_ps(p, _mm256_set1_ps(s), acc0);
-            corr -= f16(blk + 2) * ad[b] * (float)s32(as, b);
+            corr -= mw * asum[b];
         }
         break;
     case FK_Q5_0: { // d | qh u32 | nibbles; value d (q − 16), q = nibble | bit << 4
@@ -114,9 +124,10 @@ VNNI static float row_dot(uint32_t type, const uint8_t *w, const void *xq, size_
             uint32_t qh; memcpy(&qh, blk + 2, 4);
             __m256i hb = _mm256_and_si256(_mm256_movm_epi8(qh), _mm256_set1_epi8(0x10));
             __m256i q = _mm256_or_si256(unpack_nibbles16(blk + 6), hb);
-            float s = f16(blk) * ad[b];
-            acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot(q, a + b * 32)), _mm256_set1_ps(s), acc0);
-            corr += s * 16.0f * (float)s32(as, b);
+            float dw = f16(blk), s = dw * ad[b];
+            __m256 p = _mm256_cvtepi32_ps(dot(q, a + b * 32));
+            if (b & 1) acc1 = _mm256_fmadd_ps(p, _mm256_set1_ps(s), acc1); else acc0 = _mm256_fmadd_ps(p, _mm256_set1_ps(s), acc0);
+            corr += dw * 16.0f * asum[b];
         }
         break;
     }
@@ -136,7 +147,7 @@ VNNI static float row_dot(uint32_t type, const uint8_t *w, const void *xq, size_
                     __m256 p = _mm256_cvtepi32_ps(dot(q, a + b * 32));
                     __m256 s = _mm256_set1_ps(d * (float)scale * ad[b]);
                     if (hlf) acc1 = _mm256_fmadd_ps(p, s, acc1); else acc0 = _mm256_fmadd_ps(p, s, acc0);
-                    corr += dmin * (float)mn * ad[b] * (float)s32(as, b);
+                    corr += dmin * (float)mn * asum[b];
                 }
             }
         }
@@ -164,7 +175,7 @@ VNNI static float row_dot(uint32_t type, const uint8_t *w, const void *xq, size_
                     __m256 s = _mm256_setr_ps(s0, s0, s0, s0, s1, s1, s1, s1);
                     __m256 p = _mm256_cvtepi32_ps(dot(q[k], a + b * 32));
                     if (k & 1) acc1 = _mm256_fmadd_ps(p, s, acc1); else acc0 = _mm256_fmadd_ps(p, s, acc0);
-                    corr += 32.0f * (s0 * (float)as[2 * b] + s1 * (float)as[2 * b + 1]);
+                    corr += 32.0f * d * ((float)sc[g] * as[2 * b] + (float)sc[g + 1] * as[2 * b + 1]);
                 }
             }
         }

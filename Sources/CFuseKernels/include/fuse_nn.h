@@ -32,7 +32,7 @@ void fk_matmul_rows(uint32_t type, const void *w, size_t row_bytes, size_t n_in,
                     const float *x, size_t ldx, size_t m, float *y, size_t ldy);
 
 /// Bytes of one activation row of n values (n a multiple of 32) quantized by `fk_quantize_q8`:
-/// int8 values, an f32 scale per 32 and the int16 sum of each 16 values.
+/// int8 values, an f32 scale per 32, and scale·Σq per 32 and per 16 values (f32).
 size_t fk_q8_row_bytes(size_t n);
 /// Quantizes n floats (n a multiple of 32) to that layout: d = max|x| / 127, q = round(x / d).
 void fk_quantize_q8(const float *x, size_t n, void *out);
