@@ -57,14 +57,27 @@ public struct Sampler {
         }
         if options.temperature == 0 { return Sampler.argmax(l) }
         for i in l.indices { l[i] /= options.temperature }
-        var order = Array(l.indices).sorted { l[$0] != l[$1] ? l[$0] > l[$1] : $0 < $1 }
-        if options.topK > 0 { order = Array(order.prefix(options.topK)) }
-        let mx = l[order[0]]
+        let mx = l.max() ?? 0
+        // Candidates in descending order (ties: lower id first). Sorting a 262k vocabulary per token
+        // would cost tens of milliseconds, so only the tokens that can matter are sorted: the top k, or
+        // for top-p those with probability at least `tailCutoff` of the largest (the rest hold a
+        // negligible mass and sit at the tail, which top-p drops first).
+        var order: [Int]
+        if options.topK > 0 {
+            order = Sampler.topIndices(l, options.topK)
+        } else if options.topP < 1 {
+            let floor = mx + log(Sampler.tailCutoff)
+            order = l.indices.filter { l[$0] >= floor }
+            order.sort { l[$0] != l[$1] ? l[$0] > l[$1] : $0 < $1 }
+        } else {
+            order = Array(l.indices)
+        }
         var probs = order.map { Double(exp(l[$0] - mx)) }
         var total = probs.reduce(0, +)
         if options.topP < 1 {
             // transformers' TopPLogitsWarper keeps tokens while the cumulative probability of the ones
-            // before them is below p (the token that crosses p stays).
+            // before them is below p (the token that crosses p stays). The total is over all tokens.
+            if options.topK == 0 { total = l.reduce(0.0) { $0 + Double(exp($1 - mx)) } }
             var cumulative = 0.0, keep = 0
             for p in probs { if cumulative >= Double(options.topP) * total, keep > 0 { break }; cumulative += p; keep += 1 }
             order = Array(order.prefix(keep)); probs = Array(probs.prefix(keep)); total = probs.reduce(0, +)
@@ -72,6 +85,24 @@ public struct Sampler {
         var u = nextUniform() * total
         for (i, p) in probs.enumerated() { u -= p; if u < 0 { return order[i] } }
         return order[order.count - 1]
+    }
+
+    /// Probability ratio below which top-p leaves tokens unsorted (treated as the discarded tail).
+    static let tailCutoff: Float = 1e-9
+
+    /// Indices of the k largest values, descending, lower index first on ties (a bounded insertion).
+    static func topIndices(_ l: [Float], _ k: Int) -> [Int] {
+        var top: [Int] = []
+        top.reserveCapacity(k + 1)
+        func before(_ a: Int, _ b: Int) -> Bool { l[a] != l[b] ? l[a] > l[b] : a < b }
+        for i in l.indices {
+            if top.count == k, let last = top.last, !before(i, last) { continue }
+            var j = top.count
+            while j > 0 && before(i, top[j - 1]) { j -= 1 }
+            top.insert(i, at: j)
+            if top.count > k { top.removeLast() }
+        }
+        return top
     }
 
     /// Index of the largest value, lowest index on ties (torch.argmax's rule).
