@@ -125,7 +125,7 @@ public struct Attention: Sendable {
         let d = headDim, hq = heads, group = heads / kvHeads, s = cache.length, start = s - t, cap = cache.capacity
         let (scale, softcap, window) = (self.scale, self.softcap, Int32(self.window))
         cache.slotPositions.withUnsafeBufferPointer { slotPositionsBuffer in
-            let allPositions = slotPositionsBuffer.baseAddress! // invariant: batch * capacity > 0
+            guard let allPositions = slotPositionsBuffer.baseAddress, t > 0 else { return }
             if t == 1 {
                 // Decode: the `group` query heads of one kv head are contiguous rows of q: one call each.
                 parallelFor(count: cache.batch * kvHeads, chunkSize: 1) { _, r in

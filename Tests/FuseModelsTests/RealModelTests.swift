@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import FuseModels
+import FuseNN
 
 /// SmolLM2-135M and Gemma 3 270M from their GGUF files against transformers' GGUF loading
 /// (Tools/fixtures/real_model_fixtures.py): the same top-1 token at every position of 20 prompts.
@@ -8,7 +9,9 @@ import FuseModels
 final class RealModelTests: XCTestCase {
     struct Reference: Decodable {
         struct Prompt: Decodable { let text: String; let ids: [Int]; let top1: [Int]; let top5_ids: [[Int]]; let top5_logits: [[Double]] }
+        struct Greedy: Decodable { let ids: [Int]; let new: [Int] }
         let prompts: [Prompt]
+        let greedy: [Greedy]
     }
 
     func check(_ file: String) throws {
@@ -32,6 +35,20 @@ final class RealModelTests: XCTestCase {
             }
         }
         print("\(file): top-1 equal at \(agree)/\(positions) positions; max abs logit diff over transformers' top-5: \(worst)")
+
+        // KV-cache decode: greedy continuations equal transformers' generate(do_sample=False) with f32
+        // activations; with 8-bit activations (the fast decode path) report how far they agree.
+        for quantized in [false, true] {
+            Linear.quantizeActivations = quantized
+            var equalTokens = 0, total = 0
+            for g in ref.greedy {
+                let r = try generate(model: model, prompt: g.ids, options: GenerationOptions(maxTokens: g.new.count, stopTokenIDs: []))
+                if !quantized { XCTAssertEqual(r.tokens, g.new, "\(file) greedy from \(g.ids)") }
+                equalTokens += zip(r.tokens, g.new).prefix { $0 == $1 }.count; total += g.new.count
+            }
+            print("\(file): greedy decode (\(quantized ? "8-bit" : "f32") activations) equal to transformers for \(equalTokens)/\(total) tokens (prefix match)")
+        }
+        Linear.quantizeActivations = true
     }
 
     func testSmolLM2() throws { try check("smollm2.gguf") }
