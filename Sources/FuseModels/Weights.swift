@@ -48,15 +48,15 @@ struct WeightReader {
     }
 }
 
-/// Reused f32 buffers for one forward call, freed together.
+/// The f32 buffers of one forward call, taken in order from the cache's reusable scratch slots.
 final class Workspace {
-    private var blocks: [UnsafeMutablePointer<Float>] = []
+    private let scratch: ScratchBuffers
+    private var next = 0
+    init(_ cache: KVCache) { scratch = cache.scratch }
     func floats(_ count: Int) -> UnsafeMutablePointer<Float> {
-        let p = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
-        blocks.append(p)
-        return p
+        defer { next += 1 }
+        return scratch.floats(slot: next, count: max(count, 1))
     }
-    deinit { blocks.forEach { $0.deallocate() } }
 }
 
 /// Shared tail of every architecture: pick the rows whose logits are wanted, final norm, head.

@@ -32,6 +32,10 @@ public final class KVCache: @unchecked Sendable {
 
     deinit { keys.forEach { $0.deallocate() }; values.forEach { $0.deallocate() } }
 
+    /// Activation buffers reused by every forward call on this cache (one call at a time), so a decode
+    /// step allocates nothing and a prefill does not page-fault fresh memory each call.
+    public let scratch = ScratchBuffers()
+
     /// Bytes held.
     public var byteCount: Int { 2 * layers * batch * kvHeads * capacity * headDim * 4 }
 
@@ -169,4 +173,23 @@ public struct Attention: Sendable {
         }
     }
     // attentionBackward (saved: softmax probabilities per head) goes here (issue 8).
+}
+
+/// Numbered f32 buffers that grow on demand and are reused call after call.
+public final class ScratchBuffers: @unchecked Sendable {
+    private var blocks: [(pointer: UnsafeMutablePointer<Float>, capacity: Int)] = []
+
+    public init() {}
+
+    /// Buffer `slot` with room for at least `count` floats (contents unspecified).
+    public func floats(slot: Int, count: Int) -> UnsafeMutablePointer<Float> {
+        while blocks.count <= slot { blocks.append((UnsafeMutablePointer<Float>.allocate(capacity: 1), 1)) }
+        if blocks[slot].capacity < count {
+            blocks[slot].pointer.deallocate()
+            blocks[slot] = (UnsafeMutablePointer<Float>.allocate(capacity: count), count)
+        }
+        return blocks[slot].pointer
+    }
+
+    deinit { blocks.forEach { $0.pointer.deallocate() } }
 }

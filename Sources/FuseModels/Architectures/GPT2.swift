@@ -90,7 +90,7 @@ public final class GPT2: CausalLanguageModel, @unchecked Sendable {
         let t = try tokensPerSequence(tokens, batch: batch, valid: valid, context: summary.contextLength, cache: cache)
         let (C, F) = (config.hiddenSize, config.inner)
         let n = batch * t
-        let ws = Workspace()
+        let ws = Workspace(cache)
         let h = ws.floats(n * C), a = ws.floats(n * C), qkv = ws.floats(n * 3 * C), attn = ws.floats(n * C), f = ws.floats(n * F)
         try tokenEmbedding.forward(tokens, into: h)
         let positions = try cache.append(tokens: t, valid: valid)

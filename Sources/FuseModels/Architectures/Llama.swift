@@ -126,7 +126,7 @@ public final class Llama: CausalLanguageModel, @unchecked Sendable {
         let t = try tokensPerSequence(tokens, batch: batch, valid: valid, context: summary.contextLength, cache: cache)
         let (C, H, KVH, D, F) = (config.hiddenSize, config.heads, config.kvHeads, config.headDim, config.intermediateSize)
         let n = batch * t, qkvWidth = (H + 2 * KVH) * D
-        let ws = Workspace()
+        let ws = Workspace(cache)
         let h = ws.floats(n * C), a = ws.floats(n * C), qkv = ws.floats(n * qkvWidth)
         let attn = ws.floats(n * H * D), gateUp = ws.floats(n * 2 * F)
         try embedding.forward(tokens, into: h)
