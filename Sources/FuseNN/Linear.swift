@@ -17,6 +17,9 @@ public struct Linear: @unchecked Sendable {
     public let outFeatures: Int
     let type: UInt32
     let rowBytes: Int
+    /// Row-interleaved copy of a Q4_0/Q4_1/Q8_0 weight for decode (qpanel.c), same bits in 16-row
+    /// panels; prefill keeps reading `weight`. Nil where the CPU or the shape does not allow it.
+    let panels: Buffer?
 
     /// Batches up to this many rows use the fused row kernel; larger ones the panel + sgemm path.
     public static let fusedRowLimit = 4
@@ -43,7 +46,18 @@ public struct Linear: @unchecked Sendable {
         self.name = name; self.weight = weight; self.bias = bias
         self.outFeatures = weight.shape[0]; self.inFeatures = weight.shape[1]
         self.type = t; self.rowBytes = rb
+        let rows = weight.shape[0], k = weight.shape[1]
+        if Linear.quantizeActivations, fk_panel_supported(t, rows) != 0, fk_panel_bytes(t, rows, k) > 0 {
+            let packed = Buffer(byteCount: fk_panel_bytes(t, rows, k))
+            fk_pack_panels(t, weight.buffer.base, rb, rows, k, packed.base)
+            panels = packed
+        } else {
+            panels = nil
+        }
     }
+
+    /// Whether decode reads the row-interleaved panels (Q4_0, Q4_1, Q8_0 with VNNI, rows a multiple of 16).
+    public var hasDecodePanels: Bool { panels != nil }
 
     /// Checks the weight is `[out, in]`.
     public func expect(out: Int, in inF: Int) throws {
@@ -89,8 +103,15 @@ public struct Linear: @unchecked Sendable {
             let xq = UnsafeMutableRawPointer.allocate(byteCount: rows * qb, alignment: 64)
             defer { xq.deallocate() }
             for r in 0..<rows { fk_quantize_q8(x + r * ldx, k, xq + r * qb) }
+            if let panels {
+                let panelBase = UnsafeRawPointer(panels.base), count = n / 16
+                parallelFor(count: count, chunkSize: max(1, count / 16)) { _, p in
+                    fk_matmul_panels_q8(t, panelBase, k, p.lowerBound, p.upperBound, xq, qb, rows, y, ldy)
+                }
+            } else {
             parallelFor(count: n, chunkSize: max(Linear.rowChunk, n / 16 / Linear.rowChunk * Linear.rowChunk)) { _, r in
                 fk_matmul_rows_q8(t, base, rb, k, r.lowerBound, r.upperBound, xq, qb, rows, y, ldy)
+            }
             }
         } else if rows <= Linear.fusedRowLimit || (t != 0 && rows < 16) {
             parallelFor(count: n, chunkSize: max(Linear.rowChunk, n / 16 / Linear.rowChunk * Linear.rowChunk)) { _, r in

@@ -119,14 +119,22 @@ final class QuantizedActivationTests: XCTestCase {
         let x3 = try store.floats("x")
         for (key, dtype) in [("q4_0", DType.q4_0), ("q4_1", .q4_1), ("q5_0", .q5_0), ("q8_0", .q8_0), ("q4_k", .q4_K), ("q6_k", .q6_K)] {
             guard fk_qdot_supported(dtype.traits.ggmlType!) != 0 else { continue }
+          // 8 rows: the per-row kernels; 32 rows (the 8 repeated): the 16-row panels where supported.
+          for repeats in [1, 4] {
             let raw = try store.tensor(key + ".blocks")
-            let linear = try Linear(name: key, weight: Tensor(dtype: dtype, shape: [8, 512], buffer: raw.buffer))
-            let expected = try store.floats(key + ".matmul")
-            let deq = try store.floats(key + ".dequant")
-            var y = [Float](repeating: 0, count: 24)
+            let stacked = Buffer(byteCount: raw.byteCount * repeats)
+            for c in 0..<repeats { stacked.base.advanced(by: c * raw.byteCount).copyMemory(from: raw.buffer.base, byteCount: raw.byteCount) }
+            let linear = try Linear(name: key, weight: Tensor(dtype: dtype, shape: [8 * repeats, 512], buffer: stacked))
+            XCTAssertEqual(linear.hasDecodePanels, repeats == 4 && [DType.q4_0, .q4_1, .q8_0].contains(dtype), key)
+            let expected8 = try store.floats(key + ".matmul")
+            let deq8 = try store.floats(key + ".dequant")
+            let outs = 8 * repeats
+            let expected = (0..<3).flatMap { r in (0..<outs).map { expected8[r * 8 + $0 % 8] } }
+            let deq = (0..<outs).flatMap { j in deq8[(j % 8) * 512..<(j % 8 + 1) * 512] }
+            var y = [Float](repeating: 0, count: 3 * outs)
             y.withUnsafeMutableBufferPointer { linear.forward(x3, rows: 3, into: $0.baseAddress!) }
             for r in 0..<3 {
-                for j in 0..<8 {
+                for j in 0..<outs {
                     // error bound: each activation is off by at most half a step of its block's scale
                     var bound = 0.0
                     for b in 0..<16 {
@@ -134,7 +142,7 @@ final class QuantizedActivationTests: XCTestCase {
                         let step = Double(xs.map { abs($0) }.max()!) / 127
                         bound += (0..<32).map { abs(Double(deq[j * 512 + b * 32 + $0])) }.reduce(0, +) * step / 2
                     }
-                    XCTAssertEqual(Double(y[r * 8 + j]), Double(expected[r * 8 + j]), accuracy: bound + 1e-3, "\(key) row \(r) out \(j)")
+                    XCTAssertEqual(Double(y[r * outs + j]), Double(expected[r * outs + j]), accuracy: bound + 1e-3, "\(key) row \(r) out \(j)")
                 }
             }
             // Exact check: the kernel equals the f64 product with the 8-bit activations it used.
@@ -145,17 +153,18 @@ final class QuantizedActivationTests: XCTestCase {
                     let d = xs.map { abs($0) }.max()! / 127
                     for i in 0..<32 { xq[b * 32 + i] = Double((xs[i] * (d > 0 ? 1 / d : 0)).rounded(.toNearestOrEven)) * Double(d) }
                 }
-                for j in 0..<8 {
+                for j in 0..<outs {
                     let exact = (0..<512).map { Double(deq[j * 512 + $0]) * xq[$0] }.reduce(0, +)
-                    XCTAssertEqual(Double(y[r * 8 + j]), exact, accuracy: 1e-4 * max(1, abs(exact)), "\(key) row \(r) out \(j) vs 8-bit activations")
+                    XCTAssertEqual(Double(y[r * outs + j]), exact, accuracy: 1e-4 * max(1, abs(exact)), "\(key) row \(r) out \(j) vs 8-bit activations")
                 }
             }
             let saved = Parallel.threads
             Parallel.threads = 1
-            var y1 = [Float](repeating: 0, count: 24)
+            var y1 = [Float](repeating: 0, count: 3 * outs)
             y1.withUnsafeMutableBufferPointer { linear.forward(x3, rows: 3, into: $0.baseAddress!) }
             Parallel.threads = saved
             XCTAssertEqual(y1, y, "\(key): thread count changed the result")
+          }
         }
     }
 }

@@ -43,6 +43,17 @@ int fk_qdot_supported(uint32_t type);
 void fk_matmul_rows_q8(uint32_t type, const void *w, size_t row_bytes, size_t n_in, size_t r0, size_t r1,
                        const void *xq, size_t ldxq, size_t m, float *y, size_t ldy);
 
+/// Row-interleaved panels of 16 rows for decode (qpanel.c): 1 when `type` (Q4_0, Q4_1, Q8_0) with
+/// `rows` output rows can be packed and run on this CPU (AVX512-VNNI, rows a multiple of 16).
+int fk_panel_supported(uint32_t type, size_t rows);
+/// Bytes of the packed copy of a [rows, n_in] weight (0 when unsupported).
+size_t fk_panel_bytes(uint32_t type, size_t rows, size_t n_in);
+/// Packs the weight (rows at `w + r * row_bytes`) into `out` (`fk_panel_bytes` bytes).
+void fk_pack_panels(uint32_t type, const void *w, size_t row_bytes, size_t rows, size_t n_in, void *out);
+/// y[i * ldy + r] for the rows of panels [p0, p1) against M Q8 activation rows (`fk_quantize_q8`).
+void fk_matmul_panels_q8(uint32_t type, const void *packed, size_t n_in, size_t p0, size_t p1,
+                         const void *xq, size_t ldxq, size_t m, float *y, size_t ldy);
+
 /// Which matmul path is in use: 0 portable, 1 AVX2, 2 AVX-512 (for benchmark headers).
 int fk_matmul_path(void);
 
