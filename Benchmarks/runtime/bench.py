@@ -51,7 +51,7 @@ def ceilings():
 
 def fusekit(model, ids, new):
     out = subprocess.run([FUSEKIT, "generate", model, "--prompt-ids", ",".join(map(str, ids)), "--max-tokens", str(new),
-                          "--json", "--threads", "2", "--quiet"], capture_output=True, text=True, check=True)
+                          "--json", "--threads", "2", "--quiet", "--ignore-eos"], capture_output=True, text=True, check=True)
     r = json.loads(out.stdout)
     return r["prompt_seconds"], r["decode_seconds"], r["tokens"]
 
@@ -93,6 +93,7 @@ def main():
         fp, _, _ = fusekit(HF, prompt, 1)
         pp = torch_prefill(model, prompt)
         _, fd, ftoks = fusekit(HF, short, DECODE + 1)
+        assert len(ftoks) == DECODE + 1, "FuseKit stopped early"
         pd, ptoks = torch_decode(model, short, DECODE)
         _, qd, qtoks = fusekit(GGUF, short, DECODE + 1)
         ld, ltoks, system = llama_decode(short, DECODE) if llm else (float("nan"), [], "")
@@ -105,8 +106,9 @@ def main():
                 print(f"llama.cpp: {system.strip()}")
             continue
         res["fk_prefill"].append(PREFILL / fp); res["pt_prefill"].append(PREFILL / pp)
-        res["fk_decode_f32"].append(DECODE / fd); res["pt_decode"].append(DECODE / pd)
-        res["fk_decode_q"].append(DECODE / qd); res["llama_decode"].append(DECODE / ld)
+        # FuseKit's decode time covers len(tokens) - 1 forward steps (the last token is never fed back)
+        res["fk_decode_f32"].append((len(ftoks) - 1) / fd); res["pt_decode"].append(DECODE / pd)
+        res["fk_decode_q"].append((len(qtoks) - 1) / qd); res["llama_decode"].append(DECODE / ld)
     g, bw = ceilings()
     print(f"rounds {ROUNDS}, steal ticks {steal() - s0}, load {os.getloadavg()[0]:.2f}, torch {torch.__version__}, "
           f"sgemm {g:.0f} GFLOP/s, copy {bw:.1f} GB/s")

@@ -49,6 +49,9 @@ struct GenerateCommand: ParsableCommand {
     @Option(name: .long, help: "Stop when this text appears (repeatable).")
     var stop: [String] = []
 
+    @Flag(name: .long, help: "Do not stop at the model's end-of-sequence tokens (benchmarks).")
+    var ignoreEos = false
+
     @OptionGroup var runOptions: RunOptions
 
     mutating func validate() throws {
@@ -80,7 +83,7 @@ struct GenerateCommand: ParsableCommand {
         let options = GenerationOptions(maxTokens: maxTokens,
                                         sampling: SamplingOptions(temperature: temperature, topK: topK, topP: topP,
                                                                   repetitionPenalty: repetitionPenalty, seed: seed),
-                                        stopStrings: stops)
+                                        stopTokenIDs: ignoreEos ? [] : nil, stopStrings: stops)
         let stream = !runOptions.json
         let result = try generate(model: model, prompt: ids, options: options, codec: codec) { piece in
             if stream { FileHandle.standardOutput.write(Data(piece.utf8)) }
