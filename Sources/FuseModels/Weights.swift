@@ -38,6 +38,14 @@ struct WeightReader {
         return try Linear(name: name, weight: w, bias: b)
     }
 
+    /// Fuses linears that read the same input (q|k|v, gate|up); when that made a copy, the parts'
+    /// mapped pages are released so the model is not resident twice.
+    func fused(_ parts: [Linear], name: String) throws -> [Linear] {
+        let result = try Linear.fusedIfPossible(parts, name: name)
+        if result.count == 1 && parts.count > 1 { parts.forEach { store.advise($0.name + ".weight", willNeed: false) } }
+        return result
+    }
+
     /// A GPT-2 Conv1D (`weight [in, out]`, y = x W + b), transposed once at load into an owned `[out, in]`
     /// f32 linear (GPT-2 checkpoints are small and never quantized here).
     func conv1D(_ name: String, in inF: Int, out: Int) throws -> Linear {

@@ -154,12 +154,12 @@ public final class Gemma3: CausalLanguageModel, @unchecked Sendable {
             let up = try w.linear(p + "mlp.up_proj", out: F, in: C)
             return Gemma3Layer(
                 inputNorm: try norm(p + "input_layernorm", C),
-                qkv: try Linear.fusedIfPossible([q, k, v], name: p + "self_attn.qkv"),
+                qkv: try w.fused([q, k, v], name: p + "self_attn.qkv"),
                 queryNorm: try norm(p + "self_attn.q_norm", D), keyNorm: try norm(p + "self_attn.k_norm", D),
                 output: try w.linear(p + "self_attn.o_proj", out: C, in: H * D),
                 postAttentionNorm: try norm(p + "post_attention_layernorm", C),
                 preFeedforwardNorm: try norm(p + "pre_feedforward_layernorm", C),
-                gateUp: try Linear.fusedIfPossible([gate, up], name: p + "mlp.gate_up"),
+                gateUp: try w.fused([gate, up], name: p + "mlp.gate_up"),
                 down: try w.linear(p + "mlp.down_proj", out: C, in: F),
                 postFeedforwardNorm: try norm(p + "post_feedforward_layernorm", C),
                 sliding: sliding[l])

@@ -105,10 +105,10 @@ public final class Llama: CausalLanguageModel, @unchecked Sendable {
             let up = try w.linear(p + "mlp.up_proj", out: F, in: C, bias: c.mlpBias)
             return LlamaLayer(
                 inputNorm: try RMSNorm(name: p + "input_layernorm", weight: w.vector(p + "input_layernorm.weight", count: C), eps: eps, dim: C),
-                qkv: try Linear.fusedIfPossible([q, k, v], name: p + "self_attn.qkv"),
+                qkv: try w.fused([q, k, v], name: p + "self_attn.qkv"),
                 output: try w.linear(p + "self_attn.o_proj", out: C, in: H * D, bias: c.outputBias),
                 postAttentionNorm: try RMSNorm(name: p + "post_attention_layernorm", weight: w.vector(p + "post_attention_layernorm.weight", count: C), eps: eps, dim: C),
-                gateUp: try Linear.fusedIfPossible([gate, up], name: p + "mlp.gate_up"),
+                gateUp: try w.fused([gate, up], name: p + "mlp.gate_up"),
                 down: try w.linear(p + "mlp.down_proj", out: C, in: F, bias: c.mlpBias))
         }
         finalNorm = try RMSNorm(name: "model.norm", weight: w.vector("model.norm.weight", count: C), eps: eps, dim: C)
