@@ -113,7 +113,10 @@ final class GGUFWeights {
         return try Tensor(dtype: t.dtype, shape: t.shape, buffer: out)
     }
 
-    func advise(_ name: String, willNeed: Bool) {}
+    func advise(_ name: String, willNeed: Bool) {
+        guard let g = ggufName[name], let i = file.info(named: g), let mapped = file.owner as? MappedFile else { return }
+        mapped.advise(offset: i.byteOffset, count: i.byteCount, willNeed: willNeed)
+    }
 
     // MARK: - config (§3.4)
 
