@@ -4,8 +4,13 @@ import FuseNN
 /// Text in and out of token ids: the tokenizer module plugs in here (FuseModels does not know about
 /// tokenizer files). `decode` of a prefix must be a prefix of `decode` of the whole (for streaming).
 public protocol TokenCodec {
-    func encode(_ text: String) throws -> [Int]
+    /// Token ids of `text`; `addSpecialTokens` adds what the tokenizer's post-processor adds (BOS).
+    func encode(_ text: String, addSpecialTokens: Bool) throws -> [Int]
     func decode(_ ids: [Int]) -> String
+}
+
+extension TokenCodec {
+    public func encode(_ text: String) throws -> [Int] { try encode(text, addSpecialTokens: true) }
 }
 
 public struct GenerationOptions: Sendable {

@@ -78,7 +78,8 @@ struct GenerateCommand: ParsableCommand {
                 text = template.render(user: text, system: system)
                 stops += template.endOfTurn
             }
-            ids = try codec.encode(text)
+            // A chat template spells out its special tokens (Gemma's <bos>), so none are added.
+            ids = try codec.encode(text, addSpecialTokens: !chat)
         }
         let options = GenerationOptions(maxTokens: maxTokens,
                                         sampling: SamplingOptions(temperature: temperature, topK: topK, topP: topP,
