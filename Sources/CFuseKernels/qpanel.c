@@ -1,11 +1,12 @@
 // Row-interleaved quantized weights for decode (cpu-kernels.md §2, "Rules for FuseKit's kernels"):
 // 16 output rows form a panel; for each 32-weight block the panel holds, per group of 4 k values,
-// the 4 bytes of each of its 16 rows side by side (one 64-byte zmm), then the 16 rows' scales d and
-// offsets m as f32, so that w = d·q + m with q unsigned. One broadcast of 4 activation bytes and one
-// `vpdpbusd` update 16 rows at once: no horizontal sums, no per-row float work inside a block.
-//   Q4_0, Q4_1: 4 groups × 64 bytes of nibble pairs (low nibble k, high nibble k+16) | d[16] | m[16]
-//               (Q4_0: m = −8d)                                            = 384 bytes per block
-//   Q8_0:       8 groups × 64 bytes of q + 128 | d[16] | m[16] (m = −128d) = 640 bytes per block
+// the 4 bytes of each of its 16 rows side by side (one 64-byte zmm), then the 16 rows' f16 scales d
+// (and for Q4_1 the f16 minimums m), so that w = d·q + m with q unsigned. One broadcast of 4
+// activation bytes and one `vpdpbusd` update 16 rows at once: no horizontal sums, no per-row float
+// work inside a block. The panels hold exactly the GGUF bytes per weight, only reordered:
+//   Q4_0: 4 groups × 64 bytes of nibble pairs (low nibble k, high nibble k+16) | d f16[16]   (m = −8d)
+//   Q4_1: the same | d f16[16] | m f16[16]
+//   Q8_0: 8 groups × 64 bytes of q + 128 | d f16[16]                                       (m = −128d)
 // Activations are the Q8 rows of qdot.c (scale per 32, scale·Σq per 32).
 #include "fuse_nn.h"
 #include "fuse_kernels.h"
@@ -18,8 +19,9 @@
 
 static size_t panel_block_bytes(uint32_t type) {
     switch (type) {
-    case FK_Q4_0: case FK_Q4_1: return 4 * 64 + 2 * 64;
-    case FK_Q8_0: return 8 * 64 + 2 * 64;
+    case FK_Q4_0: return 4 * 64 + 32;
+    case FK_Q4_1: return 4 * 64 + 64;
+    case FK_Q8_0: return 8 * 64 + 32;
     default: return 0;
     }
 }
@@ -34,7 +36,6 @@ int fk_panel_supported(uint32_t type, size_t rows) {
     return fk_qdot_supported(type) && panel_block_bytes(type) != 0 && rows % PANEL == 0;
 }
 
-static float half(const uint8_t *p) { uint16_t h; memcpy(&h, p, 2); return fk_f16_to_f32_scalar(h); }
 
 void fk_pack_panels(uint32_t type, const void *w, size_t row_bytes, size_t rows, size_t n_in, void *out) {
     size_t nb = n_in / 32, bb = panel_block_bytes(type);
@@ -42,20 +43,20 @@ void fk_pack_panels(uint32_t type, const void *w, size_t row_bytes, size_t rows,
         for (size_t b = 0; b < nb; b++) {
             uint8_t *dst = (uint8_t *)out + (p * nb + b) * bb;
             size_t groups = type == FK_Q8_0 ? 8 : 4;
-            float *d = (float *)(dst + groups * 64), *m = d + PANEL;
+            uint8_t *d = dst + groups * 64, *m = d + 2 * PANEL;
             for (size_t r = 0; r < PANEL; r++) {
                 const uint8_t *blk = (const uint8_t *)w + (p * PANEL + r) * row_bytes;
                 switch (type) {
                 case FK_Q4_0:
-                    blk += b * 18; d[r] = half(blk); m[r] = -8.0f * d[r];
+                    blk += b * 18; memcpy(d + 2 * r, blk, 2);
                     for (size_t g = 0; g < 4; g++) memcpy(dst + g * 64 + r * 4, blk + 2 + 4 * g, 4);
                     break;
                 case FK_Q4_1:
-                    blk += b * 20; d[r] = half(blk); m[r] = half(blk + 2);
+                    blk += b * 20; memcpy(d + 2 * r, blk, 2); memcpy(m + 2 * r, blk + 2, 2);
                     for (size_t g = 0; g < 4; g++) memcpy(dst + g * 64 + r * 4, blk + 4 + 4 * g, 4);
                     break;
                 case FK_Q8_0:
-                    blk += b * 34; d[r] = half(blk); m[r] = -128.0f * d[r];
+                    blk += b * 34; memcpy(d + 2 * r, blk, 2);
                     for (size_t g = 0; g < 8; g++)
                         for (size_t i = 0; i < 4; i++) dst[g * 64 + r * 4 + i] = (uint8_t)(blk[2 + 4 * g + i] ^ 0x80);
                     break;
@@ -67,12 +68,13 @@ void fk_pack_panels(uint32_t type, const void *w, size_t row_bytes, size_t rows,
 }
 
 #if defined(__x86_64__)
-#define VNNI512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")))
+#define VNNI512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
 
 VNNI512 static void panels_q8(uint32_t type, const uint8_t *packed, size_t n_in, size_t p0, size_t p1,
                               const uint8_t *xq, size_t ldxq, size_t m, float *y, size_t ldy) {
     size_t nb = n_in / 32, bb = panel_block_bytes(type);
     size_t groups = type == FK_Q8_0 ? 8 : 4;
+    const float zero_point = type == FK_Q8_0 ? -128.0f : -8.0f;   // m = zero_point · d (Q4_0, Q8_0)
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     for (size_t i = 0; i < m; i++) {
         const uint8_t *xrow = xq + i * ldxq;
@@ -99,10 +101,13 @@ VNNI512 static void panels_q8(uint32_t type, const uint8_t *packed, size_t n_in,
                         acc1 = _mm512_dpbusd_epi32(acc1, _mm512_loadu_si512(blk + g * 64 + 64), _mm512_set1_epi32(a1));
                     }
                 }
-                const float *d = (const float *)(blk + groups * 64);
-                __m512 dv = _mm512_mul_ps(_mm512_loadu_ps(d), _mm512_set1_ps(ad[b]));
-                scaled = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(acc0, acc1)), dv, scaled);
-                offsets = _mm512_fmadd_ps(_mm512_loadu_ps(d + PANEL), _mm512_set1_ps(asum[b]), offsets);
+                const uint8_t *d16 = blk + groups * 64;
+                __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)d16));
+                scaled = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(acc0, acc1)), _mm512_mul_ps(d, _mm512_set1_ps(ad[b])), scaled);
+                if (type == FK_Q4_1)
+                    offsets = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(d16 + 32))), _mm512_set1_ps(asum[b]), offsets);
+                else
+                    offsets = _mm512_fmadd_ps(d, _mm512_set1_ps(zero_point * asum[b]), offsets);
             }
             _mm512_storeu_ps(y + i * ldy + p * PANEL, _mm512_add_ps(scaled, offsets));
         }
