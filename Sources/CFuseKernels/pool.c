@@ -9,6 +9,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <time.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
 #define CPU_RELAX() _mm_pause()
@@ -21,6 +22,13 @@
 /// `pause` iterations the caller spins on unfinished chunks before yielding its core.
 #define SPIN_BEFORE_YIELD 2000
 #define MAX_WORKERS 63
+/// A job where the caller waited for stragglers longer than it worked, or did every chunk itself,
+/// counts as stalled; after
+/// STALL_LIMIT more stalled than clean jobs the pool runs inline for SOLO_JOBS jobs, then tries again.
+/// On a shared 2-core VM a worker preempted mid-chunk (another tenant on its core) otherwise stalls
+/// every step: one thread is then faster than two.
+#define STALL_LIMIT 8
+#define SOLO_JOBS 512
 
 static struct {
     pthread_mutex_t lock;
@@ -37,6 +45,13 @@ static struct {
 } pool = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER };
 
 static _Thread_local int inside_pool = 0;
+static int stall_score = 0;
+static int64_t solo_jobs_left = 0;
+
+static inline uint64_t now_ns(void) {
+    struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
 static pthread_mutex_t run_lock = PTHREAD_MUTEX_INITIALIZER;
 
 struct start { int index; uint64_t seen; };
@@ -78,6 +93,12 @@ void fk_pool_run(int threads, int64_t chunks, fk_task_fn fn, void *ctx) {
         for (int64_t c = 0; c < chunks; c++) fn(ctx, c);
         return;
     }
+    if (solo_jobs_left > 0) {
+        solo_jobs_left--;
+        pthread_mutex_unlock(&run_lock);
+        for (int64_t c = 0; c < chunks; c++) fn(ctx, c);
+        return;
+    }
     while (pool.created < workers) {
         pthread_t t;
         struct start *st = malloc(sizeof *st);
@@ -98,11 +119,19 @@ void fk_pool_run(int threads, int64_t chunks, fk_task_fn fn, void *ctx) {
     pthread_cond_broadcast(&pool.wake);
     pthread_mutex_unlock(&pool.lock);
     inside_pool = 1;
-    int64_t c;
-    while ((c = atomic_fetch_add(&pool.next, 1)) < chunks) { fn(ctx, c); atomic_fetch_add(&pool.done, 1); }
+    uint64_t t0 = now_ns();
+    int64_t c, mine = 0;
+    while ((c = atomic_fetch_add(&pool.next, 1)) < chunks) { fn(ctx, c); atomic_fetch_add(&pool.done, 1); mine++; }
     inside_pool = 0;
+    uint64_t t1 = now_ns();
     int spins = 0;
     while (atomic_load(&pool.done) < chunks) { if (++spins < SPIN_BEFORE_YIELD) CPU_RELAX(); else sched_yield(); }
+    uint64_t t2 = now_ns();
+    // Stalled: waited longer than it worked (+20 µs slack), or no worker got to run at all (it is off
+    // CPU, and its spinning would only compete with the caller for the one core left).
+    if (t2 - t1 > t1 - t0 + 20000 || (mine == chunks && chunks > 1)) stall_score++;
+    else if (stall_score > 0) stall_score--;
+    if (stall_score > STALL_LIMIT) { stall_score = 0; solo_jobs_left = SOLO_JOBS; }
     // No worker may still be reading this job's fields when the caller publishes the next one.
     while (atomic_load(&pool.inside) > 0) CPU_RELAX();
     pthread_mutex_unlock(&run_lock);
