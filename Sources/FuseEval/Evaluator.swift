@@ -23,6 +23,8 @@ public struct Evaluator {
     public var limit: Int?
     /// Token id prepended to perplexity windows so the first token is predicted too (default: BOS).
     public var prefixToken: Int?
+    /// Positions per forward call when scoring long sequences (bounds the logits held at once).
+    public var sliceTokens = 512
     /// Called after each example with (done, total).
     public var progress: ((Int, Int) -> Void)?
 
@@ -54,6 +56,7 @@ public struct Evaluator {
     }
 
     /// Sum of log p(continuation | context) for each (context, continuation) pair, batched with right padding.
+
     public func logLikelihoods(_ pairs: [([Int], [Int])]) throws -> [Double] {
         let v = model.summary.vocabularySize, context = model.summary.contextLength
         var out = [Double](repeating: 0, count: pairs.count)
@@ -64,7 +67,7 @@ public struct Evaluator {
             // The last continuation token is only predicted, never fed.
             let longest = pairs[order[i]].0.count + pairs[order[i]].1.count - 1
             guard longest <= context else { throw ModelError.promptTooLong(tokens: longest, context: context) }
-            let fit = max(1, min(batchSize, (64 << 20) / max(1, longest * v)))
+            let fit = max(1, min(batchSize, (64 << 20) / max(1, min(longest, sliceTokens) * v)))
             let group = Array(order[i..<min(order.count, i + fit)])
             var tokens: [Int] = [], valid: [Bool] = []
             for k in group {
@@ -72,17 +75,31 @@ public struct Evaluator {
                 tokens += seq + [Int](repeating: 0, count: longest - seq.count)
                 valid += [Bool](repeating: true, count: seq.count) + [Bool](repeating: false, count: longest - seq.count)
             }
+            // Positions run through the model in slices of `sliceTokens` against the KV cache, so a
+            // long window never materialises more than a slice of logits per sequence.
             let cache = model.makeCache(batch: group.count, capacity: longest)
-            let logits = try model.forward(tokens: tokens, batch: group.count, valid: valid, cache: cache, rows: .all)
-            for (b, k) in group.enumerated() {
-                let (ctx, cont) = pairs[k]
-                var s = 0.0
-                for (j, target) in cont.enumerated() {
-                    let row = b * longest + ctx.count + j - 1   // logits of the previous position predict target
-                    s += Evaluator.logProb(logits[(row * v)..<((row + 1) * v)], target)
+            var sums = [Double](repeating: 0, count: group.count)
+            var start = 0
+            while start < longest {
+                let width = min(sliceTokens, longest - start)
+                var sliceTokens: [Int] = [], sliceValid: [Bool] = []
+                for b in 0..<group.count {
+                    sliceTokens += tokens[(b * longest + start)..<(b * longest + start + width)]
+                    sliceValid += valid[(b * longest + start)..<(b * longest + start + width)]
                 }
-                out[k] = s
+                let logits = try model.forward(tokens: sliceTokens, batch: group.count, valid: sliceValid, cache: cache, rows: .all)
+                for (b, k) in group.enumerated() {
+                    let (ctx, cont) = pairs[k]
+                    for (j, target) in cont.enumerated() {
+                        let position = ctx.count + j - 1   // logits of the previous position predict target
+                        guard position >= start, position < start + width else { continue }
+                        let row = b * width + position - start
+                        sums[b] += Evaluator.logProb(logits[(row * v)..<((row + 1) * v)], target)
+                    }
+                }
+                start += width
             }
+            for (b, k) in group.enumerated() { out[k] = sums[b] }
             i += group.count
         }
         return out

@@ -47,6 +47,11 @@ final class EvalTests: XCTestCase {
         let want = try expected()
         XCTAssertEqual(report.metrics["tokens"], Double(want.tokens))
         XCTAssertEqual(report.metrics["token_perplexity"]!, want.token_perplexity, accuracy: want.token_perplexity * 1e-5)
+        // Scored in slices of 7 positions through the KV cache: the same numbers.
+        var sliced = Evaluator(model: model)
+        sliced.sliceTokens = 7
+        let r2 = try sliced.run(TaskFile(path: fixturePath("runtime/eval/ppl.jsonl")))
+        XCTAssertEqual(r2.metrics["token_perplexity"]!, want.token_perplexity, accuracy: want.token_perplexity * 1e-5)
     }
 
     func testExactMatchMatchesTransformersGreedy() throws {
