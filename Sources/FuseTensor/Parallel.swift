@@ -3,9 +3,10 @@ import Foundation
 import COpenBLAS
 import CFuseKernels
 
-/// The one way FuseKit runs work on several cores. Work is cut into chunks by index, and chunk `c`
-/// goes to worker `c % threads`: which thread runs a chunk never changes a result, because every
-/// chunk writes its own output and derives its own random stream (DESIGN.md, Determinism).
+/// The one way FuseKit runs work on several cores. Work is cut into chunks by index, handed out to a
+/// persistent pool (CFuseKernels/pool.c) from an atomic counter: which thread runs a chunk never
+/// changes a result, because every chunk writes its own output and derives its own random stream
+/// (DESIGN.md, Determinism). Nested calls run inline.
 public enum Parallel {
     nonisolated(unsafe) private static var configuredThreads = max(1, ProcessInfo.processInfo.activeProcessorCount)
 
