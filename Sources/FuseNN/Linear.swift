@@ -17,7 +17,7 @@ public struct Linear: @unchecked Sendable {
     public let outFeatures: Int
     let type: UInt32
     let rowBytes: Int
-    /// Row-interleaved copy of a Q4_0/Q4_1/Q8_0 weight for decode (qpanel.c), same bits in 16-row
+    /// Row-interleaved copy of a Q4_0/Q4_1/Q4_K/Q5_0/Q6_K/Q8_0 weight for decode (qpanel.c) in 16-row
     /// panels; prefill keeps reading `weight`. Nil where the CPU or the shape does not allow it.
     let panels: Buffer?
 
@@ -56,7 +56,7 @@ public struct Linear: @unchecked Sendable {
         }
     }
 
-    /// Whether decode reads the row-interleaved panels (Q4_0, Q4_1, Q8_0 with VNNI, rows a multiple of 16).
+    /// Whether decode reads the row-interleaved panels (VNNI, rows a multiple of 16).
     public var hasDecodePanels: Bool { panels != nil }
 
     /// Checks the weight is `[out, in]`.

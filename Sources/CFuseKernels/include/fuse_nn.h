@@ -43,7 +43,7 @@ int fk_qdot_supported(uint32_t type);
 void fk_matmul_rows_q8(uint32_t type, const void *w, size_t row_bytes, size_t n_in, size_t r0, size_t r1,
                        const void *xq, size_t ldxq, size_t m, float *y, size_t ldy);
 
-/// Row-interleaved panels of 16 rows for decode (qpanel.c): 1 when `type` (Q4_0, Q4_1, Q8_0) with
+/// Row-interleaved panels of 16 rows for decode (qpanel.c): 1 when `type` (Q4_0, Q4_1, Q4_K, Q5_0, Q6_K, Q8_0) with
 /// `rows` output rows can be packed and run on this CPU (AVX512-VNNI, rows a multiple of 16).
 int fk_panel_supported(uint32_t type, size_t rows);
 /// Bytes of the packed copy of a [rows, n_in] weight (0 when unsupported).
