@@ -78,8 +78,69 @@ static void softmax_row(float *s, size_t n_keys, float scale, float cap, int32_t
     for (size_t j = 0; j < n_keys; j++) s[j] *= inv;
 }
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")))
+
+/// e^x for x <= 0 (softmax arguments): Cephes' expf polynomial on r = x − n ln2, scaled by 2^n;
+/// relative error about 2e-7 against libm.
+AVX512 static inline __m512 exp512(__m512 x) {
+    x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500E-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507E-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073E-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894E-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459E-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201E-1f));
+    p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(p, n);
+}
+
+/// The row of `softmax_row` without soft-capping, 16 keys at a time.
+AVX512 static void softmax_row_avx512(float *s, size_t n_keys, float scale, int32_t q_slot, int32_t q_pos,
+                                      const int32_t *key_pos, int32_t window) {
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    __m512 vmax = _mm512_set1_ps(-INFINITY);
+    for (size_t j = 0; j < n_keys; j += 16) {
+        __mmask16 in = n_keys - j >= 16 ? 0xFFFF : (__mmask16)((1u << (n_keys - j)) - 1);
+        __m512i kp = _mm512_maskz_loadu_epi32(in, key_pos + j);
+        __mmask16 vis = _mm512_mask_cmpge_epi32_mask(in, kp, _mm512_setzero_si512());
+        vis = _mm512_mask_cmple_epi32_mask(vis, _mm512_add_epi32(lane, _mm512_set1_epi32((int32_t)j)), _mm512_set1_epi32(q_slot));
+        if (window) vis = _mm512_mask_cmplt_epi32_mask(vis, _mm512_sub_epi32(_mm512_set1_epi32(q_pos), kp), _mm512_set1_epi32(window));
+        __m512 v = _mm512_mask_mul_ps(_mm512_set1_ps(-INFINITY), vis, _mm512_maskz_loadu_ps(in, s + j), _mm512_set1_ps(scale));
+        _mm512_mask_storeu_ps(s + j, in, v);
+        vmax = _mm512_max_ps(vmax, v);
+    }
+    float mx = _mm512_reduce_max_ps(vmax);
+    if (mx == -INFINITY) { for (size_t j = 0; j < n_keys; j++) s[j] = 0; return; }
+    __m512 vsum = _mm512_setzero_ps(), m = _mm512_set1_ps(mx);
+    for (size_t j = 0; j < n_keys; j += 16) {
+        __mmask16 in = n_keys - j >= 16 ? 0xFFFF : (__mmask16)((1u << (n_keys - j)) - 1);
+        __m512 v = _mm512_maskz_loadu_ps(in, s + j);
+        __mmask16 live = _mm512_mask_cmp_ps_mask(in, v, _mm512_set1_ps(-INFINITY), _CMP_NEQ_OQ);
+        __m512 e = _mm512_maskz_mov_ps(live, exp512(_mm512_sub_ps(v, m)));
+        _mm512_mask_storeu_ps(s + j, in, e);
+        vsum = _mm512_add_ps(vsum, e);
+    }
+    __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(vsum));
+    for (size_t j = 0; j < n_keys; j += 16) {
+        __mmask16 in = n_keys - j >= 16 ? 0xFFFF : (__mmask16)((1u << (n_keys - j)) - 1);
+        _mm512_mask_storeu_ps(s + j, in, _mm512_mul_ps(_mm512_maskz_loadu_ps(in, s + j), inv));
+    }
+}
+#endif
+
 void fk_masked_softmax(float *s, size_t t, size_t n_keys, size_t ld, float scale, float cap,
                        const int32_t *q_slot, const int32_t *q_pos, const int32_t *key_pos, int32_t window) {
+#if defined(__x86_64__)
+    if (cap <= 0 && (fk_cpu_features() & 2)) {
+        for (size_t i = 0; i < t; i++) softmax_row_avx512(s + i * ld, n_keys, scale, q_slot[i], q_pos[i], key_pos, window);
+        return;
+    }
+#endif
     for (size_t i = 0; i < t; i++) softmax_row(s + i * ld, n_keys, scale, cap, q_slot[i], q_pos[i], key_pos, window);
 }
 
