@@ -89,6 +89,17 @@ final class SamplingTests: XCTestCase {
         }
         let z = logits.map { exp(Double($0)) }.reduce(0, +)
         for i in 0..<5 { XCTAssertEqual(Double(counts[i]) / 4000, exp(Double(logits[i])) / z, accuracy: 0.03) }
+        // top-k 2 keeps the two largest (ids 1 and 4, tied at 2.0) and samples them evenly
+        var topK2 = Sampler(SamplingOptions(temperature: 1, topK: 2, seed: 5))
+        var seen = [Int: Int]()
+        for _ in 0..<2000 { seen[topK2.next(logits: logits[...], history: []), default: 0] += 1 }
+        XCTAssertEqual(Set(seen.keys), [1, 4])
+        XCTAssertEqual(Double(seen[1] ?? 0) / 2000, 0.5, accuracy: 0.05)
+        // top-p 0.5: the first token (p ≈ 0.35) is below 0.5, so the second (tied, id 4) stays too
+        var topP2 = Sampler(SamplingOptions(temperature: 1, topP: 0.5, seed: 6))
+        seen = [:]
+        for _ in 0..<2000 { seen[topP2.next(logits: logits[...], history: []), default: 0] += 1 }
+        XCTAssertEqual(Set(seen.keys), [1, 4])
         XCTAssertThrowsError(try SamplingOptions(topP: 0).validate())
         XCTAssertThrowsError(try SamplingOptions(temperature: -1).validate())
     }
