@@ -182,10 +182,46 @@ static void attend_portable(const float *q, size_t nq, size_t ldq, const float *
     attend_body(q, nq, ldq, k, v, n_keys, dim, scale, cap, q_slot, q_pos, key_pos, window, s, out, ldo);
 }
 
+#if defined(__x86_64__)
+/// All `nq` queries of one kv head at once: each key and value row is read once for the group
+/// (cpu-kernels.md §4, KV-cache layout); `s` holds nq × n_keys floats. dim is a multiple of 16.
+AVX512 static void attend_group_avx512(const float *q, size_t nq, size_t ldq, const float *k, const float *v, size_t n_keys,
+                                       size_t dim, float scale, int32_t q_slot, int32_t q_pos, const int32_t *key_pos,
+                                       int32_t window, float *s, float *out, size_t ldo) {
+    for (size_t j = 0; j < n_keys; j++) {
+        const float *kj = k + j * dim;
+        for (size_t i = 0; i < nq; i++) {
+            const float *qi = q + i * ldq;
+            __m512 acc = _mm512_setzero_ps();
+            for (size_t d = 0; d < dim; d += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(qi + d), _mm512_loadu_ps(kj + d), acc);
+            s[i * n_keys + j] = _mm512_reduce_add_ps(acc);
+        }
+    }
+    for (size_t i = 0; i < nq; i++) {
+        softmax_row_avx512(s + i * n_keys, n_keys, scale, q_slot, q_pos, key_pos, window);
+        for (size_t d = 0; d < dim; d++) out[i * ldo + d] = 0;
+    }
+    for (size_t j = 0; j < n_keys; j++) {
+        const float *vj = v + j * dim;
+        for (size_t i = 0; i < nq; i++) {
+            float p = s[i * n_keys + j];
+            if (p == 0) continue;
+            __m512 pv = _mm512_set1_ps(p);
+            float *o = out + i * ldo;
+            for (size_t d = 0; d < dim; d += 16) _mm512_storeu_ps(o + d, _mm512_fmadd_ps(pv, _mm512_loadu_ps(vj + d), _mm512_loadu_ps(o + d)));
+        }
+    }
+}
+#endif
+
 void fk_attend(const float *q, size_t nq, size_t ldq, const float *k, const float *v, size_t n_keys, size_t dim,
                float scale, float cap, int32_t q_slot, int32_t q_pos, const int32_t *key_pos, int32_t window,
                float *scratch, float *out, size_t ldo) {
 #if defined(__x86_64__)
+    if ((fk_cpu_features() & 2) && cap <= 0 && dim % 16 == 0) {
+        attend_group_avx512(q, nq, ldq, k, v, n_keys, dim, scale, q_slot, q_pos, key_pos, window, scratch, out, ldo);
+        return;
+    }
     if (fk_cpu_features() & 2) { attend_avx512(q, nq, ldq, k, v, n_keys, dim, scale, cap, q_slot, q_pos, key_pos, window, scratch, out, ldo); return; }
 #endif
     attend_portable(q, nq, ldq, k, v, n_keys, dim, scale, cap, q_slot, q_pos, key_pos, window, scratch, out, ldo);

@@ -133,7 +133,7 @@ public struct Attention: Sendable {
             if t == 1 {
                 // Decode: the `group` query heads of one kv head are contiguous rows of q: one call each.
                 parallelFor(count: cache.batch * kvHeads, chunkSize: 1) { _, r in
-                    let scratch = UnsafeMutablePointer<Float>.allocate(capacity: s)
+                    let scratch = UnsafeMutablePointer<Float>.allocate(capacity: s * group)
                     defer { scratch.deallocate() }
                     for job in r {
                         let b = job / kvHeads, g = job % kvHeads

@@ -92,8 +92,9 @@ void fk_masked_softmax(float *s, size_t t, size_t n_keys, size_t ld, float scale
 
 /// Attention of `nq` query vectors (row stride ldq) that share one key/value head and one visibility
 /// rule, over n_keys cached positions (k and v rows of `dim`, contiguous): out[i] = softmax(q_i·K * scale
-/// with the mask of `fk_masked_softmax` for query slot q_slot / position q_pos) · V. `scratch` holds n_keys
-/// floats. The decode path: one token, the n_rep heads of a group together.
+/// with the mask of `fk_masked_softmax` for query slot q_slot / position q_pos) · V. `scratch` holds
+/// nq × n_keys floats. The decode path: one token, the n_rep heads of a group together (each key and
+/// value row read once for the group).
 void fk_attend(const float *q, size_t nq, size_t ldq, const float *k, const float *v, size_t n_keys, size_t dim,
                float scale, float cap, int32_t q_slot, int32_t q_pos, const int32_t *key_pos, int32_t window,
                float *scratch, float *out, size_t ldo);
