@@ -16,7 +16,7 @@ struct FuseKitCommand: ParsableCommand {
             var command = try parseAsRoot()
             try command.run()
         } catch {
-            if error is CleanExit || error is ExitCode { exit(withError: error) }
+            if error is CleanExit || error is ExitCode || exitCode(for: error) == .success { exit(withError: error) }   // --help, --version
             if exitCode(for: error) == .validationFailure {
                 FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
                 Foundation.exit(2)
