@@ -109,16 +109,16 @@ public struct Evaluator {
 
     /// acc and acc_norm as lm-evaluation-harness computes them: the choice with the highest summed
     /// log-likelihood (first on ties, numpy argmax), and the highest log-likelihood divided by the
-    /// choice's length in characters. Continuation tokens are those of encode(context + choice) after
+    /// choice's length in characters (the choice itself, without the delimiter). Continuation tokens are those of encode(context + choice) after
     /// encode(context) (lm-eval's `_encode_pair`); token-id examples are used as given.
     func multipleChoice(_ task: TaskFile, _ n: Int, _ name: String) throws -> EvalReport {
         var correct = 0, correctNorm = 0, details: [String] = []
         for e in 0..<n {
-            guard case let .multipleChoice(context, choices, answer) = task.examples[e] else { continue }
+            guard case let .multipleChoice(context, choices, answer, delimiter) = task.examples[e] else { continue }
             let line = task.lines[e]
             var pairs: [([Int], [Int])] = [], lengths: [Double] = []
             for choice in choices {
-                let pair = try encodePair(context, choice, path: task.path, line: line)
+                let pair = try encodePair(context, choice, delimiter: delimiter, path: task.path, line: line)
                 guard !pair.1.isEmpty else { throw EvalError.malformedLine(path: task.path, line: line, what: "a choice encodes to no tokens") }
                 guard !pair.0.isEmpty else { throw EvalError.malformedLine(path: task.path, line: line, what: "the context encodes to no tokens and the model has no BOS token") }
                 pairs.append(pair)
@@ -135,11 +135,12 @@ public struct Evaluator {
                           metrics: ["acc": Double(correct) / Double(n), "acc_norm": Double(correctNorm) / Double(n)], details: details)
     }
 
-    func encodePair(_ context: TaskInput, _ choice: TaskInput, path: String, line: Int) throws -> ([Int], [Int]) {
+    func encodePair(_ context: TaskInput, _ choice: TaskInput, delimiter: String, path: String, line: Int) throws -> ([Int], [Int]) {
         var ctx: [Int], cont: [Int]
-        if case let .text(c) = context, case let .text(x) = choice, let codec {
-            // lm-eval moves trailing spaces of the context onto the continuation.
-            var c = c, x = x
+        if case let .text(c) = context, case let .text(choiceText) = choice, let codec {
+            // The request is (context, delimiter + choice); lm-eval then moves trailing spaces of the
+            // context onto the continuation.
+            var c = c, x = delimiter + choiceText
             while c.hasSuffix(" ") { c.removeLast(); x = " " + x }
             ctx = try codec.encode(c)
             let whole = try codec.encode(c + x)

@@ -49,8 +49,9 @@ public enum TaskKind: String, Sendable { case perplexity, multipleChoice = "mult
 public enum TaskExample: Equatable, Sendable {
     /// `{"text": ...}` or `{"text_ids": [...]}`
     case text(TaskInput)
-    /// `{"context": ..., "choices": [...], "answer": i}` (or `context_ids` / `choices_ids`)
-    case multipleChoice(context: TaskInput, choices: [TaskInput], answer: Int)
+    /// `{"context": ..., "choices": [...], "answer": i, "target_delimiter": " "}` (or `context_ids` /
+    /// `choices_ids`); each continuation is delimiter + choice, as in lm-evaluation-harness.
+    case multipleChoice(context: TaskInput, choices: [TaskInput], answer: Int, delimiter: String)
     /// `{"prompt": ..., "answer": ..., "stop": [...], "max_tokens": n}` (or `prompt_ids` / `answer_ids`)
     case generation(prompt: TaskInput, answer: TaskInput, stop: [String], maxTokens: Int?)
 

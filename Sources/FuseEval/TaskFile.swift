@@ -72,7 +72,12 @@ public struct TaskFile: Sendable {
             guard choices.count >= 2 else { throw bad("'choices' needs at least 2 entries, got \(choices.count)") }
             guard let answer = json["answer"]?.int else { throw bad("'answer' must be the index of the correct choice") }
             guard answer >= 0, answer < choices.count else { throw bad("'answer' \(answer) is not an index into \(choices.count) choices") }
-            return .multipleChoice(context: context, choices: choices, answer: answer)
+            var delimiter = " "
+            if let d = json["target_delimiter"] {
+                guard let text = d.string else { throw bad("'target_delimiter' must be a string") }
+                delimiter = text
+            }
+            return .multipleChoice(context: context, choices: choices, answer: answer, delimiter: delimiter)
         }
         if let prompt = try input(json, "prompt", path: path, line: line) {
             guard let answer = try input(json, "answer", path: path, line: line) else { throw bad("a generation example needs 'answer' (or 'answer_ids')") }

@@ -26,7 +26,7 @@ final class EvalTests: XCTestCase {
         var evaluator = Evaluator(model: model, batchSize: 3)
         // Every choice's summed log-likelihood, batched and padded, equals transformers' (f64 log-softmax).
         for (i, example) in task.examples.enumerated() {
-            guard case let .multipleChoice(.ids(ctx), choices, _) = example else { return XCTFail("not an id example") }
+            guard case let .multipleChoice(.ids(ctx), choices, _, _) = example else { return XCTFail("not an id example") }
             let ll = try evaluator.logLikelihoods(choices.map { c -> ([Int], [Int]) in
                 guard case let .ids(ids) = c else { return (ctx, []) }
                 return (ctx, ids)
