@@ -12,6 +12,7 @@ struct FuseKitCommand: ParsableCommand {
 
     /// Errors from the libraries print as `error: ...` and exit 1; usage errors exit 2.
     static func main() {
+        BLASSetup.preferFastKernels()
         do {
             var command = try parseAsRoot()
             try command.run()
