@@ -100,8 +100,11 @@ def main():
         if r == 0:
             agree = sum(a == b for a, b in zip(ftoks, ptoks))
             print(f"f32 greedy tokens equal to transformers: {agree}/{min(len(ftoks), len(ptoks))}")
+            first = lambda x, y: next((i for i, (a, b) in enumerate(zip(x, y)) if a != b), min(len(x), len(y)))
+            print(f"Q4_1 greedy tokens (8-bit activations) equal to transformers' on the dequantized GGUF: first {first(qtoks, ptoks)}")
             if llm:
-                agree = next((i for i, (a, b) in enumerate(zip(qtoks, ltoks)) if a != b), min(len(qtoks), len(ltoks)))
+                print(f"llama.cpp's greedy tokens equal to transformers': first {first(ltoks, ptoks)}")
+                agree = first(qtoks, ltoks)
                 print(f"Q4_1 greedy tokens equal to llama.cpp's: first {agree} of {min(len(qtoks), len(ltoks))}")
                 print(f"llama.cpp: {system.strip()}")
             continue
