@@ -94,55 +94,66 @@ public struct Linear: @unchecked Sendable {
     public func forward(_ x: UnsafePointer<Float>, rows: Int, ldx: Int? = nil, into y: UnsafeMutablePointer<Float>, ldy: Int? = nil) {
         guard rows > 0 else { return }
         let ldx = ldx ?? inFeatures, ldy = ldy ?? outFeatures
-        let base = UnsafeRawPointer(weight.buffer.base)
-        let (n, k, t, rb) = (outFeatures, inFeatures, type, rowBytes)
-        if rows <= Linear.fusedRowLimit, Linear.quantizeActivations, fk_qdot_supported(t) != 0 {
-            // Decode: quantize the input rows once (int8 per 32 values, as llama.cpp does) and run the
-            // integer VNNI kernels over this thread's rows of the quantized weight.
-            let qb = fk_q8_row_bytes(k)
-            let xq = UnsafeMutableRawPointer.allocate(byteCount: rows * qb, alignment: 64)
-            defer { xq.deallocate() }
-            for r in 0..<rows { fk_quantize_q8(x + r * ldx, k, xq + r * qb) }
-            if let panels {
-                let panelBase = UnsafeRawPointer(panels.base), count = n / 16
-                parallelFor(count: count, chunkSize: max(1, count / 16)) { _, p in
-                    fk_matmul_panels_q8(t, panelBase, k, p.lowerBound, p.upperBound, xq, qb, rows, y, ldy)
-                }
-            } else {
-            parallelFor(count: n, chunkSize: max(Linear.rowChunk, n / 16 / Linear.rowChunk * Linear.rowChunk)) { _, r in
-                fk_matmul_rows_q8(t, base, rb, k, r.lowerBound, r.upperBound, xq, qb, rows, y, ldy)
-            }
-            }
-        } else if rows <= Linear.fusedRowLimit || (t != 0 && rows < 16) {
+        if rows <= Linear.fusedRowLimit, Linear.quantizeActivations, fk_qdot_supported(type) != 0 {
+            forwardInteger(x, rows: rows, ldx: ldx, into: y, ldy: ldy)
+        } else if rows <= Linear.fusedRowLimit || (type != 0 && rows < 16) {
+            let (base, n, k, t, rb) = (UnsafeRawPointer(weight.buffer.base), outFeatures, inFeatures, type, rowBytes)
             parallelFor(count: n, chunkSize: max(Linear.rowChunk, n / 16 / Linear.rowChunk * Linear.rowChunk)) { _, r in
                 fk_matmul_rows(t, base, rb, k, r.lowerBound, r.upperBound, x, ldx, rows, y, ldy)
             }
         } else {
-            // Each thread runs sgemm (OpenBLAS single-threaded: one pool at a time) on its own block of
-            // output columns; non-f32 weights are dequantized one panel at a time into a per-chunk buffer.
-            let threads = max(1, Parallel.threads)
-            let perThread = (n + threads - 1) / threads
-            let panelRows = t == 0 ? perThread : max(16, min(perThread, Linear.panelFloats / max(k, 1)))
-            withSingleThreadedBLAS {
-                parallelFor(count: n, chunkSize: panelRows) { _, cols in
-                    if t == 0 {
-                        BLAS.sgemm(transB: true, m: rows, n: cols.count, k: k, a: x, lda: ldx,
-                                   b: base.assumingMemoryBound(to: Float.self) + cols.lowerBound * k, ldb: k,
-                                   c: y + cols.lowerBound, ldc: ldy)
-                        return
-                    }
-                    let panel = UnsafeMutablePointer<Float>.allocate(capacity: cols.count * k)
-                    defer { panel.deallocate() }
-                    for r in cols { fk_dequant_row(t, base + r * rb, panel + (r - cols.lowerBound) * k, k) }
-                    BLAS.sgemm(transB: true, m: rows, n: cols.count, k: k, a: x, lda: ldx, b: panel, ldb: k, c: y + cols.lowerBound, ldc: ldy)
-                }
+            forwardGEMM(x, rows: rows, ldx: ldx, into: y, ldy: ldy)
+        }
+        addBias(rows: rows, into: y, ldy: ldy)
+    }
+
+    /// Decode: the input rows quantized once to 8 bits (int8 per 32 values, as llama.cpp does), then
+    /// the VNNI kernels over this thread's panels (or rows) of the quantized weight.
+    private func forwardInteger(_ x: UnsafePointer<Float>, rows: Int, ldx: Int, into y: UnsafeMutablePointer<Float>, ldy: Int) {
+        let (base, n, k, t, rb) = (UnsafeRawPointer(weight.buffer.base), outFeatures, inFeatures, type, rowBytes)
+        let qb = fk_q8_row_bytes(k)
+        let xq = UnsafeMutableRawPointer.allocate(byteCount: rows * qb, alignment: 64)
+        defer { xq.deallocate() }
+        for r in 0..<rows { fk_quantize_q8(x + r * ldx, k, xq + r * qb) }
+        if let panels {
+            let panelBase = UnsafeRawPointer(panels.base), count = n / 16
+            parallelFor(count: count, chunkSize: max(1, count / 16)) { _, p in
+                fk_matmul_panels_q8(t, panelBase, k, p.lowerBound, p.upperBound, xq, qb, rows, y, ldy)
+            }
+        } else {
+            parallelFor(count: n, chunkSize: max(Linear.rowChunk, n / 16 / Linear.rowChunk * Linear.rowChunk)) { _, r in
+                fk_matmul_rows_q8(t, base, rb, k, r.lowerBound, r.upperBound, xq, qb, rows, y, ldy)
             }
         }
-        if let bias {
-            bias.withUnsafeBufferPointer { b in
-                guard let bp = b.baseAddress else { return }
-                for r in 0..<rows { fk_add(y + r * ldy, bp, n) }
+    }
+
+    /// Prefill: each thread runs sgemm (OpenBLAS single-threaded: one pool at a time) on its own block
+    /// of output columns; non-f32 weights are dequantized one panel at a time into a per-chunk buffer.
+    private func forwardGEMM(_ x: UnsafePointer<Float>, rows: Int, ldx: Int, into y: UnsafeMutablePointer<Float>, ldy: Int) {
+        let (base, n, k, t, rb) = (UnsafeRawPointer(weight.buffer.base), outFeatures, inFeatures, type, rowBytes)
+        let perThread = (n + max(1, Parallel.threads) - 1) / max(1, Parallel.threads)
+        let panelRows = t == 0 ? perThread : max(16, min(perThread, Linear.panelFloats / max(k, 1)))
+        withSingleThreadedBLAS {
+            parallelFor(count: n, chunkSize: panelRows) { _, cols in
+                if t == 0 {
+                    BLAS.sgemm(transB: true, m: rows, n: cols.count, k: k, a: x, lda: ldx,
+                               b: base.assumingMemoryBound(to: Float.self) + cols.lowerBound * k, ldb: k,
+                               c: y + cols.lowerBound, ldc: ldy)
+                    return
+                }
+                let panel = UnsafeMutablePointer<Float>.allocate(capacity: cols.count * k)
+                defer { panel.deallocate() }
+                for r in cols { fk_dequant_row(t, base + r * rb, panel + (r - cols.lowerBound) * k, k) }
+                BLAS.sgemm(transB: true, m: rows, n: cols.count, k: k, a: x, lda: ldx, b: panel, ldb: k, c: y + cols.lowerBound, ldc: ldy)
             }
+        }
+    }
+
+    private func addBias(rows: Int, into y: UnsafeMutablePointer<Float>, ldy: Int) {
+        guard let bias else { return }
+        bias.withUnsafeBufferPointer { b in
+            guard let bp = b.baseAddress else { return }
+            for r in 0..<rows { fk_add(y + r * ldy, bp, outFeatures) }
         }
     }
 
