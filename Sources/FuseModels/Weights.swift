@@ -115,3 +115,14 @@ func roundedToStorage(_ x: Float, _ dtype: DType) -> Float {
     default: return x
     }
 }
+
+/// Candidates whose logits are recomputed exactly after a head product on 8-bit activations.
+let headRefineCandidates = 32
+
+/// After a head product on 8-bit activations, the largest logits of each row are recomputed with f32
+/// activations: greedy and top-k choices then match the f32 model unless the true best token is not
+/// among the 32 best approximations.
+func refineHead(_ head: Linear, _ hidden: UnsafePointer<Float>, rows: Int, _ logits: inout [Float]) {
+    guard head.usesQuantizedActivations(rows: rows) else { return }
+    logits.withUnsafeMutableBufferPointer { head.refineLargest(hidden, rows: rows, y: $0.baseAddress!, top: headRefineCandidates) } // invariant: V > 0
+}

@@ -149,6 +149,37 @@ public struct Linear: @unchecked Sendable {
         }
     }
 
+    /// Whether `forward` on this many rows quantizes its input to 8 bits.
+    public func usesQuantizedActivations(rows: Int) -> Bool {
+        rows <= Linear.fusedRowLimit && Linear.quantizeActivations && fk_qdot_supported(type) != 0
+    }
+
+    /// Recomputes with f32 activations the `top` largest outputs of each row of y (from a `forward` on
+    /// 8-bit activations), so the ranking that greedy decoding and top-k read is exact among them. A
+    /// language-model head needs it: its top logits are often closer together than the 8-bit error.
+    public func refineLargest(_ x: UnsafePointer<Float>, rows: Int, ldx: Int? = nil, y: UnsafeMutablePointer<Float>, ldy: Int? = nil, top: Int) {
+        let ldx = ldx ?? inFeatures, ldy = ldy ?? outFeatures, k = min(top, outFeatures)
+        guard k > 0 else { return }
+        let base = UnsafeRawPointer(weight.buffer.base)
+        for r in 0..<rows {
+            let row = y + r * ldy
+            // the k largest by a bounded insertion (k is small)
+            var best: [Int] = []
+            best.reserveCapacity(k + 1)
+            for j in 0..<outFeatures {
+                if best.count == k, let last = best.last, row[j] <= row[last] { continue }
+                var i = best.count
+                while i > 0 && row[j] > row[best[i - 1]] { i -= 1 }
+                best.insert(j, at: i)
+                if best.count > k { best.removeLast() }
+            }
+            for j in best {
+                fk_matmul_rows(type, base, rowBytes, inFeatures, j, j + 1, x + r * ldx, ldx, 1, row, 0)
+                if let bias { row[j] += bias[j] }
+            }
+        }
+    }
+
     private func addBias(rows: Int, into y: UnsafeMutablePointer<Float>, ldy: Int) {
         guard let bias else { return }
         bias.withUnsafeBufferPointer { b in

@@ -13,9 +13,11 @@ struct ModelArguments: ParsableArguments {
     }
 }
 
-/// The tokenizer of a model as a TokenCodec, nil when FuseKit cannot read one for it yet.
-/// (FuseTokenizers plugs in here.)
+#if !canImport(FuseTokenizers)
+/// Without the tokenizer module FuseKit reads no tokenizer: prompts and tasks take token ids.
+/// (TokenizerCodec.swift replaces this once FuseTokenizers is in the package.)
 func loadCodec(modelPath: String) throws -> TokenCodec? { nil }
+#endif
 
 /// "1, 2,3" -> [1, 2, 3]
 func parseIDs(_ text: String) throws -> [Int] {

@@ -114,6 +114,7 @@ public final class GPT2: CausalLanguageModel, @unchecked Sendable {
         finalNorm.forward(last, rows: out.rows.count, into: last)
         var logits = [Float](repeating: 0, count: out.rows.count * config.vocabSize)
         logits.withUnsafeMutableBufferPointer { head.forward(last, rows: out.rows.count, into: $0.baseAddress!) } // invariant: V > 0
+        refineHead(head, last, rows: out.rows.count, &logits)
         return logits
     }
 }

@@ -209,6 +209,7 @@ public final class Gemma3: CausalLanguageModel, @unchecked Sendable {
         finalNorm.forward(last, rows: out.rows.count, into: last)
         var logits = [Float](repeating: 0, count: out.rows.count * config.vocabSize)
         logits.withUnsafeMutableBufferPointer { head.forward(last, rows: out.rows.count, into: $0.baseAddress!) } // invariant: V > 0
+        refineHead(head, last, rows: out.rows.count, &logits)
         if config.finalSoftcap > 0 {
             let cap = config.finalSoftcap
             for i in logits.indices { logits[i] = tanh(logits[i] / cap) * cap }
