@@ -25,7 +25,7 @@ let package = Package(
         .target(name: "FuseIO", dependencies: ["FuseTensor"], swiftSettings: fastMath),
         .target(name: "FuseNN", dependencies: ["FuseTensor", "CFuseKernels", "COpenBLAS"], swiftSettings: fastMath),
         .target(name: "FuseModels", dependencies: ["FuseNN", "FuseIO", "FuseTensor", "CFuseKernels"], swiftSettings: fastMath),
-        .target(name: "FuseEval", dependencies: ["FuseModels", "FuseIO"], swiftSettings: fastMath),
+        .target(name: "FuseEval", dependencies: ["FuseModels", "FuseNN", "FuseIO"], swiftSettings: fastMath),
         .executableTarget(name: "fusekit", dependencies: [
             "FuseIO", "FuseTensor", "FuseModels", "FuseEval",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -1,5 +1,6 @@
 import Foundation
 import FuseModels
+import FuseNN
 
 /// Results of one task: metric name -> value, plus per-example details for reports.
 public struct EvalReport: Sendable {
@@ -57,7 +58,11 @@ public struct Evaluator {
 
     /// Sum of log p(continuation | context) for each (context, continuation) pair, batched with right padding.
 
+    /// Scores use f32 activations even for batches small enough for the 8-bit decode kernels.
     public func logLikelihoods(_ pairs: [([Int], [Int])]) throws -> [Double] {
+        let saved = Linear.quantizeActivations
+        Linear.quantizeActivations = false
+        defer { Linear.quantizeActivations = saved }
         let v = model.summary.vocabularySize, context = model.summary.contextLength
         var out = [Double](repeating: 0, count: pairs.count)
         // Longest first so each batch pads little; batches capped at 64 M logits.
