@@ -29,8 +29,11 @@ let package = Package(
         .target(name: "FuseMerge", dependencies: [
             "FuseIO", "FuseTensor", .product(name: "Yams", package: "Yams"),
         ], swiftSettings: fastMath),
+        .target(name: "FuseNN", dependencies: ["FuseTensor", "CFuseKernels", "COpenBLAS"], swiftSettings: fastMath),
+        .target(name: "FuseModels", dependencies: ["FuseNN", "FuseIO", "FuseTensor", "CFuseKernels"], swiftSettings: fastMath),
+        .target(name: "FuseEval", dependencies: ["FuseModels", "FuseNN", "FuseIO"], swiftSettings: fastMath),
         .executableTarget(name: "fusekit", dependencies: [
-            "FuseIO", "FuseTensor", "FuseTokenizers", "FuseMerge",
+            "FuseIO", "FuseTensor", "FuseTokenizers", "FuseMerge", "FuseModels", "FuseEval",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fastMath),
         .executableTarget(name: "fuzz-formats", dependencies: ["FuseIO", "FuseTensor"], swiftSettings: fastMath),
@@ -39,6 +42,9 @@ let package = Package(
         .testTarget(name: "FuseTokenizersTests", dependencies: ["FuseTokenizers", "FuseIO"],
                     resources: [.copy("../Fixtures/tokenizers")]),
         .testTarget(name: "FuseMergeTests", dependencies: ["FuseMerge", "FuseIO", "FuseTensor"]),
+        .testTarget(name: "FuseNNTests", dependencies: ["FuseNN", "FuseTensor", "CFuseKernels"]),
+        .testTarget(name: "FuseModelsTests", dependencies: ["FuseModels", "FuseNN", "FuseIO", "FuseTensor"]),
+        .testTarget(name: "FuseEvalTests", dependencies: ["FuseEval", "FuseModels"]),
     ],
     swiftLanguageModes: [.v5]
 )

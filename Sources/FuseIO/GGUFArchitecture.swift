@@ -173,6 +173,10 @@ struct GGUFArchitecture {
             put("final_logit_softcapping", d("final_logit_softcapping") ?? .null)
             put("attn_logit_softcapping", .null)
             put("attention_bias", .bool(false))
+            // generation ends at <eos> or <end_of_turn> (formats-and-models.md §4.2)
+            if let eos = file.metadata["tokenizer.ggml.eos_token_id"]?.int, let eot = file.metadata["tokenizer.ggml.tokens"]?.stringArray?.firstIndex(of: "<end_of_turn>") {
+                put("eos_token_id", .array([.int(eos), .int(eot)]))
+            }
             var global: [(String, JSON)] = [("rope_type", .string("default")), ("rope_theta", d("rope.freq_base") ?? .double(1_000_000))]
             if let kind = file.metadata["\(arch).rope.scaling.type"]?.string, kind == "linear", let factor = double("rope.scaling.factor") {
                 put("rope_scaling", .object([("rope_type", .string("linear")), ("factor", .double(factor))]))
@@ -191,7 +195,8 @@ struct GGUFArchitecture {
         }
         put("vocab_size", vocab.map { .int($0) })
         put("tie_word_embeddings", .bool(!hasOutput))
-        for (key, hfKey) in [("bos_token_id", "bos_token_id"), ("eos_token_id", "eos_token_id"), ("padding_token_id", "pad_token_id")] {
+        for (key, hfKey) in [("bos_token_id", "bos_token_id"), ("eos_token_id", "eos_token_id"), ("padding_token_id", "pad_token_id")]
+            where !c.contains(where: { $0.0 == hfKey }) {
             if let v = file.metadata["tokenizer.ggml.\(key)"]?.int { put(hfKey, .int(v)) }
         }
         return .object(c)

@@ -59,14 +59,30 @@ final class GGUFWeights: @unchecked Sendable {
         return TensorInfo(name: name, dtype: t.dtype, shape: shape)
     }
 
-    /// The tensor in its stored (possibly quantized) type when no transform applies, else as f32.
+    /// The tensor in HF layout. Row permutations keep the stored (possibly quantized) type: whole rows
+    /// move as byte runs, nothing is dequantized, so the runtime can run a quantized GGUF directly.
+    /// Gemma norms and GPT-2 transposes come back as f32.
     func tensor(_ name: String) throws -> Tensor {
-        guard let m = mappings[name] else { throw FuseIOError.missingTensor(path: file.path, tensor: name) }
-        if m.transform == .none { return try file.tensor(named: m.ggufName).reshaped(info(name)?.shape ?? []) }
-        let rows = try GGUFRows(weights: self, mapping: m)
-        let out = Buffer(byteCount: rows.info.elementCount * 4)
-        try rows.readRows(0..<rows.rowCount, into: out.base.assumingMemoryBound(to: Float.self))
-        return try Tensor(dtype: .f32, shape: rows.info.shape, buffer: out)
+        guard let m = mappings[name], let shape = info(name)?.shape else { throw FuseIOError.missingTensor(path: file.path, tensor: name) }
+        let stored = try file.tensor(named: m.ggufName)
+        switch m.transform {
+        case .none:
+            return try stored.reshaped(shape)
+        case let .unpermute(heads) where stored.shape.count == 2:
+            let rows = try GGUFRows(weights: self, mapping: m)   // validates the head split
+            let rowCount = stored.shape[0], rowBytes = stored.byteCount / max(rowCount, 1)
+            let out = Buffer(byteCount: stored.byteCount)
+            for r in 0..<rowCount {
+                let src = rows.sourceRow(r, heads: heads, rows: rowCount)
+                out.base.advanced(by: r * rowBytes).copyMemory(from: stored.buffer.base.advanced(by: src * rowBytes), byteCount: rowBytes)
+            }
+            return try Tensor(dtype: stored.dtype, shape: shape, buffer: out)
+        default:
+            let rows = try GGUFRows(weights: self, mapping: m)
+            let out = Buffer(byteCount: rows.info.elementCount * 4)
+            try rows.readRows(0..<rows.rowCount, into: out.base.assumingMemoryBound(to: Float.self))
+            return try Tensor(dtype: .f32, shape: shape, buffer: out)
+        }
     }
 
     func rows(_ name: String) throws -> GGUFRows? {

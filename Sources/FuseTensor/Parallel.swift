@@ -1,10 +1,12 @@
 import Dispatch
 import Foundation
 import COpenBLAS
+import CFuseKernels
 
-/// The one way FuseKit runs work on several cores. Work is cut into chunks by index, and chunk `c`
-/// goes to worker `c % threads`: which thread runs a chunk never changes a result, because every
-/// chunk writes its own output and derives its own random stream (DESIGN.md, Determinism).
+/// The one way FuseKit runs work on several cores. Work is cut into chunks by index, handed out to a
+/// persistent pool (CFuseKernels/pool.c) from an atomic counter: which thread runs a chunk never
+/// changes a result, because every chunk writes its own output and derives its own random stream
+/// (DESIGN.md, Determinism). Nested calls run inline.
 public enum Parallel {
     nonisolated(unsafe) private static var configuredThreads = max(1, ProcessInfo.processInfo.activeProcessorCount)
 
@@ -30,12 +32,25 @@ public func parallelFor(count: Int, chunkSize: Int, _ body: (Int, Range<Int>) ->
         for c in 0..<chunks { body(c, (c * chunk)..<min(count, (c + 1) * chunk)) }
         return
     }
+    // The persistent pool in CFuseKernels/pool.c: a decode step calls this a few hundred times per
+    // token, where waking Dispatch's workers each time would cost as much as the work.
     withoutActuallyEscaping(body) { body in
-        DispatchQueue.concurrentPerform(iterations: workers) { w in
-            var c = w
-            while c < chunks { body(c, (c * chunk)..<min(count, (c + 1) * chunk)); c += workers }
+        let job = ParallelJob(body: body, count: count, chunk: chunk)
+        withExtendedLifetime(job) {
+            fk_pool_run(Int32(workers), Int64(chunks), { ctx, c in
+                let job = Unmanaged<ParallelJob>.fromOpaque(ctx!).takeUnretainedValue() // invariant: ctx is the job below
+                let i = Int(c)
+                job.body(i, (i * job.chunk)..<min(job.count, (i + 1) * job.chunk))
+            }, Unmanaged.passUnretained(job).toOpaque())
         }
     }
+}
+
+private final class ParallelJob {
+    let body: (Int, Range<Int>) -> Void
+    let count: Int
+    let chunk: Int
+    init(body: @escaping (Int, Range<Int>) -> Void, count: Int, chunk: Int) { self.body = body; self.count = count; self.chunk = chunk }
 }
 
 /// Throwing variant: the first error (by chunk index, so the same one on any thread count) is rethrown.

@@ -8,10 +8,12 @@ struct FuseKitCommand: ParsableCommand {
         commandName: "fusekit",
         abstract: "Fuse the knowledge of language models: merge, evolve, distill, transfer.",
         discussion: "MODEL is an HF folder (config.json + *.safetensors), a .safetensors file or a .gguf file.",
-        subcommands: [InspectCommand.self, ConvertCommand.self, TokenizeCommand.self, MergeCommand.self, ExtractLoraCommand.self])
+        subcommands: [InspectCommand.self, ConvertCommand.self, TokenizeCommand.self, GenerateCommand.self,
+                      EvalCommand.self, MergeCommand.self, ExtractLoraCommand.self])
 
     /// Errors from the libraries print as `error: ...` and exit 1; usage errors exit 2.
     static func main() {
+        BLASSetup.preferFastKernels()
         do {
             var command = try parseAsRoot()
             try command.run()
