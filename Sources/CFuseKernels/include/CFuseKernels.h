@@ -1,0 +1,4 @@
+// Umbrella header of the CFuseKernels module.
+#include "fuse_kernels.h"
+#include "fuse_nn.h"
+#include "fuse_pool.h"
