@@ -45,7 +45,8 @@ struct ModelReport {
         self.path = path
         if path.hasSuffix(".gguf") {
             format = "gguf"
-            throw FuseIOError.unsupported(path: path, what: "GGUF inspection lands with the GGUF reader")
+            try describeGGUF(try GGUFFile(path: path))
+            return
         }
         let store = try WeightStore(path: path)
         format = store.folder != nil ? "hf-folder" : "safetensors"
@@ -61,6 +62,48 @@ struct ModelReport {
             metadata = config.object ?? []
         }
         if let folder = store.folder { tokenizer = ModelReport.tokenizerSummary(folder: folder) }
+    }
+
+    /// GGUF: the file's own tensor names and block types (shapes in PyTorch order, i.e. `ne`
+    /// reversed), every metadata key (long arrays summarised), and the vocabulary's summary.
+    mutating func describeGGUF(_ file: GGUFFile) throws {
+        architecture = file.architecture
+        format = "gguf v\(file.version)"
+        for t in file.tensors {
+            tensors.append((t.name, t.dtype.rawValue.uppercased(), t.shape, t.byteCount))
+            parameters += t.elementCount
+            bytes += t.byteCount
+        }
+        metadata = file.keys.compactMap { k in file.metadata[k].map { (k, ModelReport.json($0)) } }
+        let m = file.metadata
+        if let model = m["tokenizer.ggml.model"]?.string {
+            tokenizer = [("source", .string("gguf")), ("type", .string(model))]
+            if let pre = m["tokenizer.ggml.pre"]?.string { tokenizer.append(("pre", .string(pre))) }
+            tokenizer.append(("vocab_size", .int(m["tokenizer.ggml.tokens"]?.array?.count ?? 0)))
+            if let merges = m["tokenizer.ggml.merges"]?.array { tokenizer.append(("merges", .int(merges.count))) }
+            for k in ["bos_token_id", "eos_token_id", "add_bos_token", "add_eos_token"] {
+                if let v = m["tokenizer.ggml." + k] { tokenizer.append((k, ModelReport.json(v))) }
+            }
+        }
+    }
+
+    /// A GGUF value as JSON; arrays longer than 64 become {type, count, first}.
+    static func json(_ v: GGUFValue) -> JSON {
+        switch v {
+        case let .string(s): return .string(s)
+        case let .bool(b): return .bool(b)
+        case let .float32(f): return .number(f.isFinite ? "\(f)" : "null")   // shortest decimal of the f32
+        case let .array(a):
+            let items = a.values.prefix(a.count > 64 ? 8 : 64).map { json($0) }
+            if a.count > 64 {
+                return .object([("type", .string(a.elementType.description)), ("count", .int(a.count)), ("first", .array(items))])
+            }
+            return .array(items)
+        default:
+            if let i = v.int { return .int(i) }
+            if let d = v.double { return .double(d) }
+            return .string(v.description)
+        }
     }
 
     static func tokenizerSummary(folder: String) -> [(String, JSON)] {
