@@ -25,6 +25,8 @@ release: deps
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+	# the portable (no F16C/AVX-512) conversion paths against the same torch fixtures
+	FUSEKIT_PORTABLE=1 $(SWIFT) test --skip-build --filter ConversionTests
 
 demo: release
 	Tools/fetch-models.sh $(MODELS_DIR)

@@ -42,7 +42,7 @@ let package = Package(
         .testTarget(name: "FuseTokenizersTests", dependencies: ["FuseTokenizers", "FuseIO"],
                     resources: [.copy("../Fixtures/tokenizers")]),
         .testTarget(name: "FuseMergeTests", dependencies: ["FuseMerge", "FuseIO", "FuseTensor"]),
-        .testTarget(name: "FuseNNTests", dependencies: ["FuseNN", "FuseTensor", "CFuseKernels"]),
+        .testTarget(name: "FuseNNTests", dependencies: ["FuseNN", "FuseIO", "FuseTensor", "CFuseKernels"]),
         .testTarget(name: "FuseModelsTests", dependencies: ["FuseModels", "FuseNN", "FuseIO", "FuseTensor"]),
         .testTarget(name: "FuseEvalTests", dependencies: ["FuseEval", "FuseModels"]),
     ],
