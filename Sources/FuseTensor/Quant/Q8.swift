@@ -1,20 +1,4 @@
-// Q8_0 and Q8_1: 32 weights per block, signed 8-bit quants (ggml `block_q8_0`, `block_q8_1`).
-
-/// Q8_0, 34 bytes per 32 weights (8.5 bits/weight):
-///
-///     offset 0  d:  f16
-///     offset 2  qs: i8[32]
-///     y[i] = qs[i] * d
-@Sendable func dequantizeQ8_0(_ src: UnsafeRawPointer, _ dst: UnsafeMutablePointer<Float>, _ count: Int) {
-    for b in 0..<count / 32 {
-        let block = src + b * 34
-        let y = dst + b * 32
-        let d = halfField(block, 0)
-        for j in 0..<32 {
-            y[j] = Float(block.load(fromByteOffset: 2 + j, as: Int8.self)) * d
-        }
-    }
-}
+// Q8_1: 32 weights per block, signed 8-bit quants (ggml `block_q8_1`). Q8_0 lives in CFuseKernels/quant.c.
 
 /// Q8_1, 36 bytes per 32 weights (9 bits/weight), ggml's current `block_q8_1`:
 ///
