@@ -103,6 +103,8 @@ struct GGUFRows: RowSource, @unchecked Sendable {
     let source: GGUFTensorInfo
     let bytes: UnsafeRawBufferPointer
     let keepAlive: GGUFFile
+    /// GPT-2 Conv1D only: the whole matrix dequantized once, since every HF row is a stored column.
+    private let dequantized: [Float]?
 
     init(weights: GGUFWeights, mapping: GGUFMapping) throws {
         let t = try weights.file.requireInfo(mapping.ggufName)
@@ -112,6 +114,15 @@ struct GGUFRows: RowSource, @unchecked Sendable {
         bytes = weights.file.bytes(of: t)
         let shape = mapping.transform == .transpose ? Array(t.shape.reversed()) : t.shape
         info = TensorInfo(name: mapping.hfName, dtype: t.dtype, shape: shape)
+        if mapping.transform == .transpose {
+            var all = [Float](repeating: 0, count: t.elementCount)
+            if let base = bytes.baseAddress, !all.isEmpty {
+                try all.withUnsafeMutableBufferPointer { try Convert.toFloat32(t.dtype, from: base, to: $0.baseAddress!, count: $0.count) } // invariant: non-empty
+            }
+            dequantized = all
+        } else {
+            dequantized = nil
+        }
         if case let .unpermute(heads) = mapping.transform {
             let rows = t.shape.count >= 2 ? t.shape[0] : t.elementCount
             guard t.shape.count <= 2 else {
@@ -155,9 +166,7 @@ struct GGUFRows: RowSource, @unchecked Sendable {
                 try Convert.toFloat32(source.dtype, from: base + s * rowBytes, to: dst + k * perRow, count: perRow)
             }
         case .transpose:
-            // HF row r is column r of the stored matrix: dequantize the whole matrix once (GPT-2 sizes).
-            var all = [Float](repeating: 0, count: source.elementCount)
-            try all.withUnsafeMutableBufferPointer { try Convert.toFloat32(source.dtype, from: base, to: $0.baseAddress!, count: $0.count) } // invariant: non-empty when rows non-empty
+            guard let all = dequantized else { return }   // invariant: set in init for .transpose
             for (k, r) in rows.enumerated() {
                 for c in 0..<perRow { dst[k * perRow + c] = all[c * storedPerRow + r] }
             }
