@@ -13,12 +13,6 @@ struct ModelArguments: ParsableArguments {
     }
 }
 
-#if !canImport(FuseTokenizers)
-/// Without the tokenizer module FuseKit reads no tokenizer: prompts and tasks take token ids.
-/// (TokenizerCodec.swift replaces this once FuseTokenizers is in the package.)
-func loadCodec(modelPath: String) throws -> TokenCodec? { nil }
-#endif
-
 /// "1, 2,3" -> [1, 2, 3]
 func parseIDs(_ text: String) throws -> [Int] {
     try text.split(whereSeparator: { $0 == "," || $0 == " " }).map {

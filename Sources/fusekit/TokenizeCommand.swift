@@ -88,10 +88,30 @@ struct TokenizeCommand: ParsableCommand {
     }
 }
 
-/// Finds the tokenizer of a model path: a `.gguf` file's vocabulary, or an HF folder's tokenizer.json.
+/// Finds the tokenizer of a model path: a `.gguf` file's vocabulary, or the tokenizer.json of an HF
+/// folder (or of the folder holding a .safetensors file), or a tokenizer.json file itself.
 enum TokenizerLoader {
+    /// The tokenizer, or nil when the model carries none.
+    static func find(_ path: String) throws -> Tokenizer? {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+            throw FuseIOError.cannotOpen(path: path, reason: "no such file or folder")
+        }
+        if path.hasSuffix(".gguf") {
+            let file = try GGUFFile(path: path)
+            guard file.metadata["tokenizer.ggml.model"] != nil else { return nil }
+            return try GGUFVocabulary(gguf: file).makeTokenizer()
+        }
+        if !isDir.boolValue, path.hasSuffix(".json") { return try Tokenizer(contentsOf: path) }   // a tokenizer.json itself
+        let folder = isDir.boolValue ? path : URL(fileURLWithPath: path).deletingLastPathComponent().path
+        guard FileManager.default.fileExists(atPath: folder + "/tokenizer.json") else { return nil }
+        return try Tokenizer(contentsOf: folder)
+    }
+
     static func load(_ path: String) throws -> Tokenizer {
-        if path.hasSuffix(".gguf") { return try GGUFVocabulary(ggufPath: path).makeTokenizer() }
-        return try Tokenizer(contentsOf: path)
+        guard let tokenizer = try find(path) else {
+            throw FuseIOError.unsupported(path: path, what: "no tokenizer: expected tokenizer.json in the model folder or a GGUF vocabulary")
+        }
+        return tokenizer
     }
 }

@@ -10,19 +10,7 @@ struct TokenizerCodec: TokenCodec {
     func decode(_ ids: [Int]) -> String { (try? tokenizer.decode(ids, skipSpecialTokens: true)) ?? "" }
 }
 
-/// tokenizer.json of an HF folder (or beside a .safetensors file), or the vocabulary of a .gguf file;
-/// nil when the model has neither.
+/// The model's tokenizer as a codec; nil when the model has none.
 func loadCodec(modelPath: String) throws -> TokenCodec? {
-    var isDir: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: modelPath, isDirectory: &isDir) else { return nil }
-    if !modelPath.hasSuffix(".gguf") {
-        let folder = isDir.boolValue ? modelPath : URL(fileURLWithPath: modelPath).deletingLastPathComponent().path
-        guard FileManager.default.fileExists(atPath: folder + "/tokenizer.json") else { return nil }
-        return TokenizerCodec(tokenizer: try Tokenizer(contentsOf: folder))
-    }
-    let file = try GGUFFile(path: modelPath)
-    guard file.metadata["tokenizer.ggml.model"] != nil else { return nil }
-    let vocabulary = try GGUFVocabulary(gguf: file)
-    return TokenizerCodec(tokenizer: try vocabulary.makeTokenizer())
+    try TokenizerLoader.find(modelPath).map { TokenizerCodec(tokenizer: $0) }
 }
-
