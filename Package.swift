@@ -32,8 +32,9 @@ let package = Package(
         .target(name: "FuseNN", dependencies: ["FuseTensor", "CFuseKernels", "COpenBLAS"], swiftSettings: fastMath),
         .target(name: "FuseModels", dependencies: ["FuseNN", "FuseIO", "FuseTensor", "CFuseKernels"], swiftSettings: fastMath),
         .target(name: "FuseEval", dependencies: ["FuseModels", "FuseNN", "FuseIO"], swiftSettings: fastMath),
+        .target(name: "FuseReport", dependencies: ["FuseMerge", "FuseIO", "FuseTensor", "CFuseKernels"], swiftSettings: fastMath),
         .executableTarget(name: "fusekit", dependencies: [
-            "FuseIO", "FuseTensor", "FuseTokenizers", "FuseMerge", "FuseModels", "FuseEval",
+            "FuseIO", "FuseTensor", "FuseTokenizers", "FuseMerge", "FuseModels", "FuseEval", "FuseReport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fastMath),
         .executableTarget(name: "fuzz-formats", dependencies: ["FuseIO", "FuseTensor"], swiftSettings: fastMath),
@@ -45,6 +46,7 @@ let package = Package(
         .testTarget(name: "FuseNNTests", dependencies: ["FuseNN", "FuseIO", "FuseTensor", "CFuseKernels"]),
         .testTarget(name: "FuseModelsTests", dependencies: ["FuseModels", "FuseNN", "FuseIO", "FuseTensor"]),
         .testTarget(name: "FuseEvalTests", dependencies: ["FuseEval", "FuseModels"]),
+        .testTarget(name: "FuseReportTests", dependencies: ["FuseReport", "FuseMerge", "FuseIO", "FuseTensor"]),
     ],
     swiftLanguageModes: [.v5]
 )
