@@ -24,7 +24,7 @@ for _ in range(3):
 print(f"{2 * a.nbytes / best / 1e9:.1f}")
 PY
 )
-bytes_of() { du -sb --apparent-size "$1"/*.safetensors | awk '{s+=$1} END {print s}'; }
+bytes_of() { du -cb --apparent-size "$1"/*.safetensors | tail -1 | cut -f1; }
 measure() {  # prints "seconds peak_rss_mb"
   /usr/bin/time -f "%e %M" -o /tmp/fusekit-report-time.txt "$@" >/dev/null
   sync

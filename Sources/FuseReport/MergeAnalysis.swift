@@ -195,6 +195,11 @@ extension MergeAnalysis {
         let start = Date()
         let base = plan.entries.lazy.compactMap { e in e.baseIndex.map { e.inputs[$0].model } }.first
         var out: [TensorAnalysis] = []
+        let descriptors = FileDescriptors()
+        func rows(_ source: any ModelSource, _ name: String) throws -> any RowSource {
+            if let store = source as? WeightStore, let r = PreadRows(store: store, name: name, descriptors: descriptors) { return r }
+            return try rowSource(source, name)
+        }
         for (n, entry) in plan.entries.enumerated() {
             progress?(n, plan.entries.count, entry.name)
             var t = TensorAnalysis(name: entry.name, layer: layerIndex(of: entry.name), sources: [])
@@ -209,8 +214,8 @@ extension MergeAnalysis {
                 t.sources = entry.inputs.enumerated().filter { $0.offset != entry.baseIndex }.map(\.element.model)
                 out.append(t); continue
             }
-            let inputs = try entry.inputs.map { try rowSource(sources[$0.model], $0.tensor) }
-            let result = try merged.rows(entry.name)
+            let inputs = try entry.inputs.map { try rows(sources[$0.model], $0.tensor) }
+            let result = try rows(merged, entry.name)
             let elements = entry.shape.reduce(1, *)
             guard inputs.allSatisfy({ $0.info.elementCount == elements }), result.info.elementCount == elements else {
                 t.skipped = "input shapes differ from the output"
@@ -303,4 +308,57 @@ extension MergeAnalysis {
 func rowSource(_ source: any ModelSource, _ name: String) throws -> any RowSource {
     if let store = source as? WeightStore { return try store.rows(name) }
     return StoredRows(name: name, tensor: try source.loadTensor(name))
+}
+
+/// Rows of a safetensors tensor read with pread instead of through the memory map: the analysis
+/// touches every byte of several models once, and faulting them in through the map would both cost a
+/// page fault per 4 KiB and count every page in the resident set.
+struct PreadRows: RowSource, @unchecked Sendable {
+    let info: TensorInfo
+    let fd: Int32
+    let path: String
+    let offset: Int
+    let rowBytes: Int
+
+    /// Nil where the tensor is not a plain float tensor in a safetensors file (GGUF, quantized).
+    init?(store: WeightStore, name: String, descriptors: FileDescriptors) {
+        guard let (file, range) = store.location(name), let info = store.info(name), info.dtype.isFloat,
+              let fd = descriptors.open(file.path) else { return nil }
+        let rows = info.shape.count >= 2 ? info.shape[0] : 1
+        guard rows > 0, let rb = info.dtype.byteCount(elements: info.elementCount / rows), rb * rows == range.count else { return nil }
+        self.info = info; self.fd = fd; self.path = file.path; self.offset = range.lowerBound; self.rowBytes = rb
+    }
+
+    func readRows(_ rows: Range<Int>, into dst: UnsafeMutablePointer<Float>) throws {
+        let bytes = rows.count * rowBytes
+        let staging = UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 1), alignment: 64)
+        defer { staging.deallocate() }
+        var got = 0
+        while got < bytes {
+            let n = pread(fd, staging + got, bytes - got, off_t(offset + rows.lowerBound * rowBytes + got))
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else {
+                throw ReportError.io("\(path): read failed in tensor '\(info.name)' (\(n < 0 ? String(cString: strerror(errno)) : "unexpected end of file"))")
+            }
+            got += n
+        }
+        try Convert.toFloat32(info.dtype, from: UnsafeRawPointer(staging), to: dst, count: rows.count * (info.elementCount / max(1, rowCount)))
+    }
+}
+
+/// Open read-only descriptors by path, closed together when the analysis ends.
+final class FileDescriptors: @unchecked Sendable {
+    private var fds: [String: Int32] = [:]
+    private let lock = NSLock()
+
+    func open(_ path: String) -> Int32? {
+        lock.lock(); defer { lock.unlock() }
+        if let fd = fds[path] { return fd }
+        let fd = Foundation.open(path, O_RDONLY)
+        guard fd >= 0 else { return nil }
+        fds[path] = fd
+        return fd
+    }
+
+    deinit { for fd in fds.values { close(fd) } }
 }

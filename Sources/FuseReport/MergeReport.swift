@@ -92,18 +92,24 @@ func mergeSections(_ a: MergeAnalysis, into page: inout ReportPage) {
             s.append("\(names[big.0]) differs most from the \(a.reference) (task-vector norm \(SVG.fmt(big.1))); \(names[small.0]) least (\(SVG.fmt(small.1))).")
         }
         let pairs = sources.flatMap { x in sources.filter { $0 > x }.compactMap { y in all.cosine(x, y).map { (x, y, $0) } } }.sorted { $0.2 > $1.2 }
-        if let top = pairs.first {
+        if a.base == nil {
+            s.append("Without a base model, task vectors are taken from the sources' mean, so their agreement and sign conflicts say little (with two sources they are exact opposites); distances tell more.")
+            let near = sources.compactMap { m in all.relativeDistance(m).map { (m, $0) } }.sorted { $0.1 < $1.1 }
+            if let top = near.first, near.count > 1 {
+                s.append("The merged model is closest to \(names[top.0]) (‖merged − source‖ / ‖source‖ = \(SVG.fmt(top.1))) and farthest from \(names[near.last!.0]) (\(SVG.fmt(near.last!.1))).")
+            }
+        } else if let top = pairs.first {
             s.append("The most aligned pair of sources is \(names[top.0]) and \(names[top.1]) (cosine of task vectors \(SVG.fmt(top.2, digits: 2)))" +
                      (pairs.count > 1 ? "; the least aligned is \(names[pairs.last!.0]) and \(names[pairs.last!.1]) (\(SVG.fmt(pairs.last!.2, digits: 2)))." : "."))
         }
-        if sources.count >= 2 {
+        if sources.count >= 2 && a.base != nil {
             s.append("Sources pull parameters in opposite directions on \(percent(all.conflictRate)) of parameters (sign conflicts; TIES-style methods resolve these by a vote).")
         }
         if a.base != nil {
             s.append("The merge changed \(percent(all.keptFraction)) of parameters relative to the base" + (all.keptFraction < 0.95 ? " — the rest was sparsified away or agreed with the base." : "."))
         }
         let pull = sources.compactMap { m in all.mergedCosine(m).map { (m, $0) } }.sorted { $0.1 > $1.1 }
-        if let top = pull.first {
+        if a.base != nil, let top = pull.first {
             s.append("The merged model moved most toward \(names[top.0]) (cosine \(SVG.fmt(top.1, digits: 2)) between its change and that source's task vector)" +
                      (pull.count > 1 ? " and least toward \(names[pull.last!.0]) (\(SVG.fmt(pull.last!.1, digits: 2)))." : "."))
         }
@@ -125,7 +131,15 @@ func mergeSections(_ a: MergeAnalysis, into page: inout ReportPage) {
             body: SVG.heatmap(rowLabels: rows.map(\.label), columnLabels: sources.map { names[$0] }, values: pulls, diverging: true,
                               caption: "merged change vs source task vectors")))
     }
-    if sources.count >= 2 {
+    if a.base == nil && !sources.isEmpty && !rows.isEmpty {
+        let dist = rows.map { r in let t = a.totals(where: r.filter); return sources.map { t.relativeDistance($0) } }
+        page.sections.append(.init(
+            title: "How close the merged model is to each source",
+            intro: "‖merged − source‖ / ‖source‖ over each layer's tensors: 0 means the layer is that source's, larger means farther away.",
+            body: SVG.heatmap(rowLabels: rows.map(\.label), columnLabels: sources.map { names[$0] }, values: dist, diverging: false,
+                              caption: "relative distance of the merge to each source")))
+    }
+    if sources.count >= 2 && (a.base != nil || sources.count > 2) {
         let matrix = sources.map { x in sources.map { y in all.cosine(x, y) } }
         page.sections.append(.init(
             title: "Do the sources agree?",
@@ -136,7 +150,7 @@ func mergeSections(_ a: MergeAnalysis, into page: inout ReportPage) {
     if !rows.isEmpty && !sources.isEmpty {
         let x = rows.indices.map(Double.init)
         var series: [(name: String, values: [Double?])] = []
-        if sources.count >= 2 { series.append(("sign conflicts", rows.map { a.totals(where: $0.filter).conflictRate })) }
+        if sources.count >= 2 && a.base != nil { series.append(("sign conflicts", rows.map { a.totals(where: $0.filter).conflictRate })) }
         if a.base != nil { series.append(("changed vs base", rows.map { a.totals(where: $0.filter).keptFraction })) }
         if !series.isEmpty {
             page.sections.append(.init(
