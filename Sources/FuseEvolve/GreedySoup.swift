@@ -36,7 +36,8 @@ struct GreedySoup {
             let added = Array(all[run.state.sources.count...])
             let scores = try run.dev(added.indices.map { .weights(weights[run.state.sources.count + $0]) })
             run.state.scores? += scores
-            run.state.order? += added.indices.map { run.state.sources.count + $0 }
+            let known = run.state.sources.count
+            run.state.order? += added.indices.map { known + $0 }
             run.state.sources = all
             run.state.targetGenerations = (run.state.order?.count ?? 0) - 1
         }

@@ -31,9 +31,11 @@ struct WeightSearch {
             for path in run.options.addSources where !run.state.sources.contains(path) {
                 population.append(try loadSource(path, "--add-source").reordered(to: layout))
                 run.state.sources.append(path)
-                run.state.lineage?.append(["source \(run.state.sources.count - 1): \(path) (added after generation \(run.state.generation))"])
+                let origin = "source \(run.state.sources.count - 1): \(path) (added after generation \(run.state.generation))"
+                run.state.lineage?.append([origin])
                 if options.form == .individual {
-                    run.state.scores?.append(try run.dev([.weights(population[population.count - 1])])[0])
+                    let score = try run.dev([.weights(population[population.count - 1])])[0]
+                    run.state.scores?.append(score)
                 } else {
                     run.state.populationScore = try run.dev([.weights(try merged(population))])[0]
                 }
