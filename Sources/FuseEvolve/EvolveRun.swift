@@ -77,6 +77,8 @@ public final class EvolveRun {
     let start = Date()
     var freshEvaluations = 0
     let scratch: String
+    /// True when this run made OUT_DIR (it is removed again if the run fails before its first checkpoint).
+    private(set) var createdOutput = false
 
     var statePath: String { outDir + "/state.json" }
     var seed: UInt64 { state.seed }
@@ -85,7 +87,13 @@ public final class EvolveRun {
     public static func run(spec: EvolveSpec, outDir: String, options: EvolveOptions) throws -> EvolveSummary {
         let run = try EvolveRun(spec: spec, outDir: outDir, options: options)
         defer { try? FileManager.default.removeItem(atPath: run.scratch) }
-        return try run.execute()
+        do { return try run.execute() } catch {
+            // A run that fails before its first checkpoint (bad models, say) leaves nothing behind.
+            if run.createdOutput && !FileManager.default.fileExists(atPath: run.statePath) {
+                try? FileManager.default.removeItem(atPath: run.outDir)
+            }
+            throw error
+        }
     }
 
     init(spec: EvolveSpec, outDir: String, options: EvolveOptions) throws {
@@ -124,6 +132,7 @@ public final class EvolveRun {
             }
             state = s
         } else {
+            createdOutput = true
             do { try fm.createDirectory(atPath: out, withIntermediateDirectories: true) } catch {
                 throw FuseIOError.writeFailed(path: out, reason: "cannot create the output folder: \(error.localizedDescription)")
             }

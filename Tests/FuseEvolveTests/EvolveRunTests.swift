@@ -231,6 +231,7 @@ final class EvolveRunTests: XCTestCase {
             guard case let EvolveError.incompatibleModels(message) = error else { return XCTFail("\(error)") }
             XCTAssertTrue(message.contains("model.layers.0.input_layernorm.weight"), message)
         }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/out"), "a run that failed before its first checkpoint left OUT_DIR behind")
     }
 
     func testCorruptStateOnResumeIsRefusedAndLeftAlone() throws {
