@@ -29,11 +29,10 @@ final class CommandTests: XCTestCase {
         let exe = try fusekit()
         let spec = """
         sources: [ft0, ft1, ft2]
-        base: base
         search: evolver
-        fitness: {dev: [dev.jsonl], held_out: [test.jsonl]}
-        generations: 3
-        options: {form: population, merger: {method: ties, parameters: {density: 0.5}}}
+        fitness: {dev: [dev.jsonl, mc.jsonl], held_out: [test.jsonl]}
+        generations: 40
+        options: {crossover: row}
         """
         try spec.write(toFile: dir + "/spec.yml", atomically: true, encoding: .utf8)
         let full = try launch(exe, ["evolve", dir + "/spec.yml", dir + "/full", "--seed", "3"])
@@ -47,7 +46,7 @@ final class CommandTests: XCTestCase {
                 killedMidRun = true
                 break
             }
-            usleep(20_000)
+            usleep(2_000)
         }
         victim.waitUntilExit()
         full.waitUntilExit()
