@@ -80,7 +80,7 @@ final class EvolveRunTests: XCTestCase {
         let specs = [
             ("evolver", evolverSpec(generations: 3), 5),
             ("de", evolverSpec(search: "de", generations: 3, extra: "population: 4"), 9),
-            ("population", evolverSpec(generations: 2, options: "{form: population, merger: {method: ties, parameters: {density: 0.5}}}",
+            ("population", evolverSpec(generations: 2, options: "{form: population, merger: {method: task_arithmetic, parameters: {weight: 0.5}}}",
                                        extra: "base: base"), 4),
             ("cma", """
              sources: [ft0, ft1]
@@ -110,9 +110,11 @@ final class EvolveRunTests: XCTestCase {
         }
     }
 
-    /// The population form's fitness is merge(population)'s and never decreases; the output is that merge.
+    /// The population form (TIES merger through FuseMerge): fitness is merge(population)'s and never
+    /// decreases; the output is that merge.
     func testPopulationFormOutputsTheMergedPopulation() throws {
-        let spec = try Tiny.spec(dir, evolverSpec(generations: 3, options: "{form: population, merger: linear}"))
+        let spec = try Tiny.spec(dir, evolverSpec(generations: 1, options: "{form: population, merger: {method: ties, parameters: {density: 0.5}}}",
+                                                  extra: "base: base"))
         let summary = try Tiny.run(spec, dir + "/out")
         let best = try Tiny.logLines(dir + "/out").compactMap { $0["best"]?.double }
         XCTAssertEqual(best, best.sorted(), "population fitness decreased")
