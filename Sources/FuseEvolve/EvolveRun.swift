@@ -232,10 +232,23 @@ public final class EvolveRun {
             let folders = try missing.map { try materialize(candidates[$0], key: keys[$0].replacingOccurrences(of: ":", with: "-")) }
             defer { folders.forEach { try? FileManager.default.removeItem(atPath: $0) } }
             let results = try options.evaluator.evaluate(folders: folders, tasks: tasks)
-            for (k, v) in zip(missing, results) { cache.store(keys[k], v) }
+            guard results.count == missing.count, results.allSatisfy({ $0.count == tasks.count }) else {
+                throw EvolveError.invalidArgument("the evaluator returned \(results.count) results for \(missing.count) candidates of \(tasks.count) tasks")
+            }
+            for (k, v) in zip(missing, results) { cache.store(keys[k], zip(v, tasks).map { Self.finite($0, $1) }) }
             freshEvaluations += missing.count
         }
         return keys.map { cache[$0] ?? [] }
+    }
+
+    /// A NaN or infinite metric (a broken candidate's perplexity, say) becomes the worst finite value
+    /// for that metric, so the candidate ranks last and the state stays valid JSON.
+    /// Large enough to lose to any real metric, small enough that weight (at most 1e9) times it stays finite.
+    static let worstMetric = 1e200
+
+    static func finite(_ v: Double, _ task: FitnessTask) -> Double {
+        if v.isFinite { return v }
+        return task.sign < 0 ? worstMetric : -worstMetric
     }
 
     /// True when `count` more dev evaluations fit the budget.
