@@ -219,6 +219,22 @@ final class EvolveRunTests: XCTestCase {
         XCTAssertEqual(try Tiny.logLines(dir + "/local"), try Tiny.logLines(dir + "/workers"))
     }
 
+    /// A GGUF source (quantized q8_0) shares the weight space of the HF folder it was converted from:
+    /// both load as Float32 under HF names, and the greedy soup scores each and their average.
+    func testGGUFAndHFSourcesShareOneWeightSpace() throws {
+        let runtime = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().path + "/Fixtures/runtime"
+        let text = """
+        sources: [\(runtime)/gguf/llama_q8.gguf, \(runtime)/llama_gqa]
+        search: greedy-soup
+        fitness: {dev: [\(runtime)/eval/mc.jsonl, \(runtime)/eval/ppl.jsonl]}
+        """
+        let summary = try Tiny.run(try Tiny.spec(dir, text), dir + "/out")
+        XCTAssertEqual(summary.evaluations, 3)
+        let scores = try XCTUnwrap(try Tiny.logLines(dir + "/out").last?["scores"]?.array?.compactMap(\.double))
+        XCTAssertEqual(scores.count, 2)
+        XCTAssertEqual(scores[0], scores[1], accuracy: 0.05, "q8_0 and f32 copies of one model score alike")
+    }
+
     // MARK: - Bad input
 
     func testModelsOfDifferentShapesAreRefused() throws {
