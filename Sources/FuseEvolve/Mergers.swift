@@ -52,13 +52,30 @@ public struct FuseMergeMerger: PopulationMerger {
     }
 }
 
-/// The mergers a spec may name (`options.merger`): one line each.
+/// The mergers a spec may name (`options.merger`): one line each, a name and how to build it from the
+/// spec. Fisher and RegMean (statistics from FuseTrain) add their lines here.
 public enum PopulationMergers {
-    public static let fuseMergeMethods = ["linear", "task_arithmetic", "ties", "dare_ties", "dare_linear", "breadcrumbs",
-                                          "breadcrumbs_ties", "della", "della_linear", "karcher", "model_stock"]
-    public static var names: [String] { fuseMergeMethods }
+    public typealias Factory = @Sendable (MergerSpec) -> PopulationMerger
+    static let fuseMerge: Factory = { FuseMergeMerger(method: $0.method, parameters: $0.parameters) }
 
+    public static let all: [(name: String, make: Factory)] = [
+        ("linear", fuseMerge),
+        ("task_arithmetic", fuseMerge),
+        ("ties", fuseMerge),
+        ("dare_ties", fuseMerge),
+        ("dare_linear", fuseMerge),
+        ("breadcrumbs", fuseMerge),
+        ("breadcrumbs_ties", fuseMerge),
+        ("della", fuseMerge),
+        ("della_linear", fuseMerge),
+        ("karcher", fuseMerge),
+        ("model_stock", fuseMerge),
+    ]
+
+    public static var names: [String] { all.map(\.name) }
+
+    /// The merger for `spec`; its name was checked when the spec was parsed.
     public static func make(_ spec: MergerSpec) -> PopulationMerger {
-        FuseMergeMerger(method: spec.method, parameters: spec.parameters)
+        (all.first { $0.name == spec.method }?.make ?? fuseMerge)(spec)
     }
 }

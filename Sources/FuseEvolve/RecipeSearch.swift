@@ -15,9 +15,17 @@ struct RecipeGenome {
     let layers: Int
     let outDType: DType
 
-    var dimension: Int {
-        options.frankenmerge ? layers * sources.count : options.parameters.count * sources.count * options.layerGroups
+    /// One block of `layerGroups` genes per (parameter, source) for per-model parameters (weight,
+    /// density, ...) and per parameter for shared ones (slerp's t, lambda), in `options.parameters` order.
+    var blocks: [(parameter: String, source: Int?)] {
+        let scopes = Dictionary((MethodRegistry.method(named: options.method)?.parameters ?? []).map { ($0.name, $0.scope) },
+                                uniquingKeysWith: { a, _ in a })
+        return options.parameters.flatMap { p -> [(parameter: String, source: Int?)] in
+            scopes[p] == .shared ? [(p, nil)] : sources.indices.map { (p, $0) }
+        }
     }
+
+    var dimension: Int { options.frankenmerge ? layers * sources.count : blocks.count * options.layerGroups }
 
     static func clamp(_ x: Double) -> Double { (min(1, max(0, x)) * 1e6).rounded() / 1e6 }
 
@@ -46,15 +54,21 @@ struct RecipeGenome {
             }
         } else {
             if let base { s += "base_model: \(quoted(base))\n" }
-            s += "models:\n"
             let g = options.layerGroups
+            func values(_ block: Int) -> String {
+                let v = x[(block * g)..<(block * g + g)].map { Self.number(Self.clamp($0)) }
+                return g == 1 ? v[0] : "[" + v.joined(separator: ", ") + "]"
+            }
+            let blocks = self.blocks
+            let shared = blocks.indices.filter { blocks[$0].source == nil }
+            if !shared.isEmpty {
+                s += "parameters:\n" + shared.map { "  \(blocks[$0].parameter): \(values($0))\n" }.joined()
+            }
+            s += "models:\n"
             for (m, source) in sources.enumerated() {
-                s += "  - model: \(quoted(source))\n    parameters:\n"
-                for (p, name) in options.parameters.enumerated() {
-                    let start = (p * sources.count + m) * g
-                    let values = x[start..<(start + g)].map { Self.number(Self.clamp($0)) }
-                    s += "      \(name): " + (g == 1 ? values[0] : "[" + values.joined(separator: ", ") + "]") + "\n"
-                }
+                s += "  - model: \(quoted(source))\n"
+                let mine = blocks.indices.filter { blocks[$0].source == m }
+                if !mine.isEmpty { s += "    parameters:\n" + mine.map { "      \(blocks[$0].parameter): \(values($0))\n" }.joined() }
             }
         }
         s += "dtype: float32\nout_dtype: \(Self.dtypeName(outDType))\n"

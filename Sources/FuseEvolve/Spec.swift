@@ -1,5 +1,6 @@
 import Foundation
 import FuseEval
+import FuseMerge
 import FuseTensor
 import Yams
 
@@ -113,7 +114,6 @@ public struct EvolveSpec: Sendable {
     ]
     static let recipeMethods = ["linear", "task_arithmetic", "ties", "dare_ties", "dare_linear", "breadcrumbs", "breadcrumbs_ties",
                                 "della", "della_linear", "slerp", "nuslerp", "passthrough"]
-    static let recipeParameters = ["weight", "density", "t", "epsilon", "lambda", "gamma"]
 
     /// Parses and checks every key; relative paths resolve against `directory` (the spec's folder).
     /// Task files are read and parsed here, before any model loads.
@@ -187,13 +187,18 @@ public struct EvolveSpec: Sendable {
                 }
                 if let n = options["parameters"] {
                     guard let seq = n.sequence else { throw r.error(n, "options.parameters", "expected a list such as [weight, density]") }
+                    // The method's numeric parameters, from FuseMerge's registry (name, scope, default).
+                    let known = MethodRegistry.method(named: recipe.method)?.parameters.filter { $0.kind == .float }.map(\.name) ?? []
                     recipe.parameters = try seq.enumerated().map { k, v in
                         let p = try r.string(v, "options.parameters[\(k)]")
-                        guard recipeParameters.contains(p) else {
-                            let hint = didYouMean(p, among: recipeParameters).map { "; did you mean '\($0)'?" } ?? ""
-                            throw r.error(v, "options.parameters[\(k)]", "'\(p)' is not a searchable parameter\(hint) (known: \(recipeParameters.joined(separator: ", ")))")
+                        guard known.contains(p) else {
+                            let hint = didYouMean(p, among: known).map { "; did you mean '\($0)'?" } ?? ""
+                            throw r.error(v, "options.parameters[\(k)]", "'\(p)' is not a numeric parameter of \(recipe.method)\(hint) (its parameters: \(known.joined(separator: ", ")))")
                         }
                         return p
+                    }
+                    if Set(recipe.parameters).count != recipe.parameters.count {
+                        throw r.error(n, "options.parameters", "lists a parameter twice")
                     }
                 }
                 if let n = options["layer_groups"] { recipe.layerGroups = try r.int(n, "options.layer_groups", min: 1) }
@@ -257,7 +262,8 @@ public struct EvolveSpec: Sendable {
     static func defaultRecipeParameters(_ method: String) -> [String] {
         switch method {
         case "linear", "task_arithmetic": return ["weight"]
-        case "slerp", "nuslerp": return ["t"]
+        case "slerp": return ["t"]
+        case "nuslerp": return ["weight"]
         default: return ["weight", "density"]
         }
     }

@@ -191,6 +191,28 @@ final class EvolveRunTests: XCTestCase {
         XCTAssertEqual(summary.bestDev, best.last)
     }
 
+    /// Slerp's t is a shared parameter: it goes under the recipe's top-level parameters (one gene per
+    /// layer group, not per model), and the recipe reruns to the same bytes.
+    func testSlerpRecipePutsTheSharedParameterAtTheTop() throws {
+        let text = """
+        sources: [ft0]
+        base: base
+        search: cma-es
+        fitness: {dev: [dev.jsonl]}
+        population: 4
+        generations: 1
+        options: {method: slerp, layer_groups: 2}
+        """
+        let summary = try Tiny.run(try Tiny.spec(dir, text), dir + "/out")
+        let recipe = try String(contentsOfFile: try XCTUnwrap(summary.recipe), encoding: .utf8)
+        let config = try MergeConfig.parse(yaml: recipe)
+        guard case .value(.gradient(let t))? = config.parameters["t"] else { return XCTFail("no top-level t gradient in\n\(recipe)") }
+        XCTAssertEqual(t.count, 2)
+        XCTAssertTrue(config.models?.allSatisfy { $0.parameters.isEmpty } ?? false)
+        _ = try runMerge(config: config, outPath: dir + "/rerun", options: MergeRunOptions())
+        XCTAssertEqual(try Tiny.bytes(dir + "/out/model/model.safetensors"), try Tiny.bytes(dir + "/rerun/model.safetensors"))
+    }
+
     /// A frankenmerge genome picks one source per layer; the recipe is passthrough slices covering every layer.
     func testFrankenmergeRecipeStacksOneSourcePerLayer() throws {
         let text = """
