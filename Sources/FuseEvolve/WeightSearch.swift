@@ -46,7 +46,8 @@ struct WeightSearch {
         var generationsLeft = run.state.targetGenerations - run.state.generation
         while generationsLeft > 0 && !exhausted(population.count) {
             let g = run.state.generation + 1
-            var accepted = 0, trials = 0
+            var accepted = 0
+            var trials: [JSON] = []
             let n = population.count
             if options.form == .individual {
                 var scores = run.state.scores ?? []
@@ -55,7 +56,7 @@ struct WeightSearch {
                         guard run.budgetAllows(1) else { break }
                         let (trial, refs, taken) = makeTrial(i, g, population, scores)
                         let s = try run.dev([.weights(trial)])[0]
-                        trials += 1
+                        trials.append(trialRecord(i, refs, taken, s, scores[i]))
                         if s > scores[i] {
                             run.state.lineage?[i].append(lineageEntry(g, i, refs, taken, s, scores[i]))
                             population[i] = trial; scores[i] = s; accepted += 1
@@ -65,7 +66,7 @@ struct WeightSearch {
                     let count = spec.budget.map { max(0, min(n, $0 - run.state.evaluations)) } ?? n
                     let made = (0..<count).map { makeTrial($0, g, population, scores) }
                     let values = try run.dev(made.map { .weights($0.0) })
-                    trials += count
+                    trials += (0..<count).map { trialRecord($0, made[$0].1, made[$0].2, values[$0], scores[$0]) }
                     for i in 0..<count where values[i] > scores[i] {
                         run.state.lineage?[i].append(lineageEntry(g, i, made[i].1, made[i].2, values[i], scores[i]))
                         population[i] = made[i].0; scores[i] = values[i]; accepted += 1
@@ -83,7 +84,7 @@ struct WeightSearch {
                     var candidate = population
                     candidate[i] = trial
                     let s = try run.dev([.weights(try merged(candidate))])[0]
-                    trials += 1
+                    trials.append(trialRecord(i, refs, taken, s, score))
                     if s > score {
                         run.state.lineage?[i].append(lineageEntry(g, i, refs, taken, s, score))
                         population = candidate; score = s; accepted += 1
@@ -142,7 +143,7 @@ struct WeightSearch {
             run.state.populationScore = try run.dev([.weights(try merger.merge(population, base: try spec.base.map { try loadSource($0, "base") },
                                                                                   config: run.donor.config, seed: run.seed))])[0]
         }
-        try checkpoint(population, accepted: 0, trials: population.count) { p in
+        try checkpoint(population, accepted: 0, trials: []) { p in
             try merger.merge(p, base: try spec.base.map { try loadSource($0, "base") }, config: run.donor.config, seed: run.seed)
         }
         return population
@@ -178,6 +179,13 @@ struct WeightSearch {
         return String(format: "g%d: ind%d ← %@, cr %.2f, %.1f%% from the mutant; dev %.6g > %.6g", g, i, how, Double(options.cr), taken * 100, new, old)
     }
 
+    /// One trial for the log: target, references, share from the mutant, its dev score, the score it had
+    /// to beat, and whether it replaced the target.
+    func trialRecord(_ i: Int, _ refs: [Int], _ taken: Double, _ dev: Double, _ parent: Double) -> JSON {
+        .object([("individual", .int(i)), ("references", .array(refs.map { .int($0) })), ("from_mutant", .double(taken)),
+                 ("dev", .double(dev)), ("parent", .double(parent)), ("accepted", .bool(dev > parent))])
+    }
+
     func bestIndex() -> Int {
         let s = run.state.scores ?? []
         return s.indices.max { s[$0] < s[$1] || (s[$0] == s[$1] && $0 > $1) } ?? 0
@@ -185,7 +193,7 @@ struct WeightSearch {
 
     /// Logs the generation, then writes the population and the state (in that order: a crash between
     /// them replays the generation and rewrites the same log line).
-    func checkpoint(_ population: [WeightSet], accepted: Int, trials: Int, merged: ([WeightSet]) throws -> WeightSet) throws {
+    func checkpoint(_ population: [WeightSet], accepted: Int, trials: [JSON], merged: ([WeightSet]) throws -> WeightSet) throws {
         let winner: Candidate, best: Double, med: Double, winnerName: String, winnerLineage: [String]
         if options.form == .individual {
             let b = bestIndex()
@@ -197,7 +205,7 @@ struct WeightSearch {
         }
         let held = try run.heldOut(winner)
         var entry: [(String, JSON)] = [("search", .string(spec.search.rawValue)), ("form", .string(options.form.rawValue)),
-                                       ("trials", .int(trials)), ("accepted", .int(accepted)), ("winner", .string(winnerName)),
+                                       ("trials", .int(trials.count)), ("accepted", .int(accepted)), ("candidates", .array(trials)), ("winner", .string(winnerName)),
                                        ("lineage", .array(winnerLineage.map { .string($0) }))]
         if let scores = run.state.scores { entry.append(("scores", .array(scores.map { .double($0) }))) }
         try run.record(entry, best: best, median: med, heldOut: held)

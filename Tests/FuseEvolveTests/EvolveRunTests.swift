@@ -39,6 +39,12 @@ final class EvolveRunTests: XCTestCase {
             if let previous { for (a, b) in zip(previous, scores) { XCTAssertGreaterThanOrEqual(b, a) } }
             XCTAssertEqual(line["best"]?.double, scores.max())
             XCTAssertNotNil(line["held_out"]?.double)
+            // Every logged trial was accepted exactly when it beat its parent strictly.
+            for trial in line["candidates"]?.array ?? [] {
+                let dev = try XCTUnwrap(trial["dev"]?.double), parent = try XCTUnwrap(trial["parent"]?.double)
+                XCTAssertEqual(trial["accepted"]?.bool, dev > parent)
+            }
+            XCTAssertEqual(line["candidates"]?.array?.count ?? 0, line["trials"]?.int)
             previous = scores
         }
         XCTAssertGreaterThan(lines.compactMap { $0["accepted"]?.int }.reduce(0, +), 0, "no trial was ever accepted; the test proves nothing")
