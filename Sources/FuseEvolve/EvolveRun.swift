@@ -76,6 +76,8 @@ public final class EvolveRun {
     let donor: WeightStore
     let start = Date()
     var freshEvaluations = 0
+    /// Trials whose scoring stopped early (they could not beat their parent).
+    var earlyStops = 0
     let scratch: String
     /// True when this run made OUT_DIR (it is removed again if the run fails before its first checkpoint).
     private(set) var createdOutput = false
@@ -215,6 +217,34 @@ public final class EvolveRun {
     func dev(_ candidates: [Candidate]) throws -> [Double] {
         state.evaluations += candidates.count
         return try values(candidates, tasks: spec.dev, set: "dev").map { fitness($0, spec.dev) }
+    }
+
+    /// Dev fitness of one candidate that only matters if it beats `parent` strictly: tasks are scored one
+    /// at a time, and scoring stops as soon as perfect scores on the rest could not lift the fitness
+    /// above `parent` (nil then). A stopped candidate is never cached, so a resumed run decides alike.
+    func dev(_ candidate: Candidate, mustBeat parent: Double) throws -> Double? {
+        guard spec.earlyStop, spec.dev.count > 1, cache[candidate.key + ":dev"] == nil else { return try dev([candidate])[0] }
+        state.evaluations += 1
+        if let limit = options.interruptAfterEvaluations, freshEvaluations + 1 > limit { throw Interrupted() }
+        let key = candidate.key + ":dev"
+        let folder = try materialize(candidate, key: key.replacingOccurrences(of: ":", with: "-"))
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        freshEvaluations += 1
+        let total = spec.dev.reduce(0) { $0 + $1.weight }
+        var done = 0.0, values: TaskValues = []
+        for (k, task) in spec.dev.enumerated() {
+            let v = try options.evaluator.evaluate(folders: [folder], tasks: [task])
+            guard v.count == 1, v[0].count == 1 else { throw EvolveError.invalidArgument("the evaluator returned \(v) for one candidate and one task") }
+            values.append(Self.finite(v[0][0], task))
+            done += task.weight * task.sign * values[k]
+            let rest = spec.dev[(k + 1)...].reduce(0) { $0 + $1.weight * $1.bestPossible }
+            if k + 1 < spec.dev.count && (done + rest) / total <= parent {
+                earlyStops += 1
+                return nil
+            }
+        }
+        cache.store(key, values)
+        return fitness(values, spec.dev)
     }
 
     /// Held-out fitness (logged, never used to choose); nil without held-out tasks.

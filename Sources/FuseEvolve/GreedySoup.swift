@@ -46,9 +46,9 @@ struct GreedySoup {
             let next = order[tried]
             let members = (run.state.soup ?? []) + [next]
             let candidate = try soupOf(members)
-            let s = try run.dev([.weights(candidate)])[0]
-            let improved = s > (run.state.populationScore ?? -.infinity)
-            if improved {
+            let s = try run.dev(.weights(candidate), mustBeat: run.state.populationScore ?? -.infinity)
+            let improved = s.map { $0 > (run.state.populationScore ?? -.infinity) } ?? false
+            if improved, let s {
                 run.state.soup = members; run.state.populationScore = s
                 run.state.lineage?[0].append("+ source \(next): dev \(s)")
             }

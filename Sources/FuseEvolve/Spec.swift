@@ -76,6 +76,14 @@ public struct FitnessTask: Sendable {
     public let task: TaskFile
     var sign: Double { Self.lowerIsBetter.contains(metric) ? -1 : 1 }
     static let lowerIsBetter: Set<String> = ["nll_per_token", "token_perplexity", "bits_per_byte", "byte_perplexity"]
+    /// The largest value sign·metric can take: accuracies reach 1, NLLs and bits 0, perplexities 1.
+    var bestPossible: Double {
+        switch metric {
+        case "token_perplexity", "byte_perplexity": return -1
+        case "nll_per_token", "bits_per_byte": return 0
+        default: return 1
+        }
+    }
     static func metrics(for kind: TaskKind) -> [String] {
         switch kind {
         case .multipleChoice: return ["acc", "acc_norm"]
@@ -99,13 +107,16 @@ public struct EvolveSpec: Sendable {
     public var budget: Int?
     public var seed: UInt64
     public var outDType: DType = .f32
+    /// Stop scoring a trial when even perfect scores on its remaining dev tasks could not beat the score
+    /// it must beat (the same decisions, fewer evaluations).
+    public var earlyStop = true
     public var weightOptions: WeightSearchOptions
     public var recipe = RecipeOptions()
     /// The spec's text (hashed into the state so --resume refuses a changed spec).
     public var sourceText: String
 
     static let topLevelKeys = ["sources", "base", "search", "fitness", "population", "generations", "budget", "seed",
-                               "out_dtype", "options"]
+                               "out_dtype", "early_stop", "options"]
     static let optionKeys: [SearchKind: [String]] = [
         .evolver: ["form", "f", "cr", "crossover", "schedule", "merger", "merged_individuals"],
         .de: ["form", "f", "cr", "crossover", "schedule", "merger", "merged_individuals"],
@@ -255,6 +266,7 @@ public struct EvolveSpec: Sendable {
                               generations: generations ?? defaultGenerations, budget: budget, seed: seed,
                               weightOptions: weight, sourceText: text)
         spec.outDType = outDType
+        if let n = map["early_stop"] { spec.earlyStop = try r.bool(n, "early_stop") }
         spec.recipe = recipe
         return spec
     }

@@ -55,9 +55,9 @@ struct WeightSearch {
                     for i in 0..<n {
                         guard run.budgetAllows(1) else { break }
                         let (trial, refs, taken) = makeTrial(i, g, population, scores)
-                        let s = try run.dev([.weights(trial)])[0]
+                        let s = try run.dev(.weights(trial), mustBeat: scores[i])
                         trials.append(trialRecord(i, refs, taken, s, scores[i]))
-                        if s > scores[i] {
+                        if let s, s > scores[i] {
                             run.state.lineage?[i].append(lineageEntry(g, i, refs, taken, s, scores[i]))
                             population[i] = trial; scores[i] = s; accepted += 1
                         }
@@ -83,9 +83,9 @@ struct WeightSearch {
                     let (trial, refs, taken) = makeTrial(i, g, population, nil)
                     var candidate = population
                     candidate[i] = trial
-                    let s = try run.dev([.weights(try merged(candidate))])[0]
+                    let s = try run.dev(.weights(try merged(candidate)), mustBeat: score)
                     trials.append(trialRecord(i, refs, taken, s, score))
-                    if s > score {
+                    if let s, s > score {
                         run.state.lineage?[i].append(lineageEntry(g, i, refs, taken, s, score))
                         population = candidate; score = s; accepted += 1
                     }
@@ -179,11 +179,12 @@ struct WeightSearch {
         return String(format: "g%d: ind%d ← %@, cr %.2f, %.1f%% from the mutant; dev %.6g > %.6g", g, i, how, Double(options.cr), taken * 100, new, old)
     }
 
-    /// One trial for the log: target, references, share from the mutant, its dev score, the score it had
-    /// to beat, and whether it replaced the target.
-    func trialRecord(_ i: Int, _ refs: [Int], _ taken: Double, _ dev: Double, _ parent: Double) -> JSON {
+    /// One trial for the log: target, references, share from the mutant, its dev score (null when scoring
+    /// stopped early because it could not beat its parent), the score it had to beat, and whether it
+    /// replaced the target.
+    func trialRecord(_ i: Int, _ refs: [Int], _ taken: Double, _ dev: Double?, _ parent: Double) -> JSON {
         .object([("individual", .int(i)), ("references", .array(refs.map { .int($0) })), ("from_mutant", .double(taken)),
-                 ("dev", .double(dev)), ("parent", .double(parent)), ("accepted", .bool(dev > parent))])
+                 ("dev", dev.map { .double($0) } ?? .null), ("parent", .double(parent)), ("accepted", .bool(dev.map { $0 > parent } ?? false))])
     }
 
     func bestIndex() -> Int {

@@ -41,8 +41,9 @@ final class EvolveRunTests: XCTestCase {
             XCTAssertNotNil(line["held_out"]?.double)
             // Every logged trial was accepted exactly when it beat its parent strictly.
             for trial in line["candidates"]?.array ?? [] {
-                let dev = try XCTUnwrap(trial["dev"]?.double), parent = try XCTUnwrap(trial["parent"]?.double)
-                XCTAssertEqual(trial["accepted"]?.bool, dev > parent)
+                let parent = try XCTUnwrap(trial["parent"]?.double)
+                if let dev = trial["dev"]?.double { XCTAssertEqual(trial["accepted"]?.bool, dev > parent) }
+                else { XCTAssertEqual(trial["accepted"]?.bool, false, "a trial stopped early was accepted") }
             }
             XCTAssertEqual(line["candidates"]?.array?.count ?? 0, line["trials"]?.int)
             previous = scores
@@ -52,6 +53,19 @@ final class EvolveRunTests: XCTestCase {
         // The written model scores what the log says.
         let rescored = try InProcessEvaluator(codec: nil).evaluate(folders: [dir + "/out/model"], tasks: spec.dev)[0]
         XCTAssertEqual(fitness(rescored, spec.dev), summary.bestDev, accuracy: 1e-12)
+    }
+
+    /// Early stopping (a trial's remaining dev tasks cannot lift it above its parent) changes no decision:
+    /// the same model and scores as scoring every task, with fewer task evaluations.
+    func testEarlyStoppingChangesNoDecision() throws {
+        let text = evolverSpec(generations: 4)
+        let counting = CountingEvaluator(), plain = CountingEvaluator()
+        _ = try Tiny.run(try Tiny.spec(dir, text), dir + "/early", evaluator: counting)
+        _ = try Tiny.run(try Tiny.spec(dir, text + "\nearly_stop: false"), dir + "/full", evaluator: plain)
+        XCTAssertEqual(try Tiny.bytes(dir + "/early/model/model.safetensors"), try Tiny.bytes(dir + "/full/model/model.safetensors"))
+        let scores = { (out: String) in try Tiny.logLines(out).map { $0["scores"] } }
+        XCTAssertEqual(try scores(dir + "/early"), try scores(dir + "/full"))
+        XCTAssertLessThan(counting.taskEvaluations, plain.taskEvaluations, "no trial stopped early; the test proves nothing")
     }
 
     /// A trial that only ties its target is rejected: with a constant fitness nothing is ever replaced

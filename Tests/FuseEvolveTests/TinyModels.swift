@@ -117,3 +117,14 @@ final class ConstantEvaluator: CandidateEvaluator {
     var needsSideFiles: Bool { false }
     func evaluate(folders: [String], tasks: [FitnessTask]) throws -> [TaskValues] { folders.map { _ in tasks.map { _ in 1.0 } } }
 }
+
+/// In-process scoring that counts (candidate, task) evaluations.
+final class CountingEvaluator: CandidateEvaluator {
+    let inner = InProcessEvaluator(codec: nil)
+    var taskEvaluations = 0
+    var needsSideFiles: Bool { false }
+    func evaluate(folders: [String], tasks: [FitnessTask]) throws -> [TaskValues] {
+        taskEvaluations += folders.count * tasks.count
+        return try inner.evaluate(folders: folders, tasks: tasks)
+    }
+}
