@@ -20,7 +20,7 @@ struct WeightSearch {
 
     func search() throws -> (model: String, recipe: String?, best: Double, heldOut: Double?) {
         let base = try spec.base.map { try loadSource($0, "base") }
-        var population = try initialPopulation()
+        var population = try initialPopulation(base: base)
         let layout = population[0].layout
         let config = run.donor.config
 
@@ -29,7 +29,9 @@ struct WeightSearch {
         // Added sources (--add-source) join the population and are scored like the others.
         if run.state.sources.count < spec.sources.count + run.options.addSources.count {
             for path in run.options.addSources where !run.state.sources.contains(path) {
-                population.append(try loadSource(path, "--add-source").reordered(to: layout))
+                let added = try loadSource(path, "--add-source")
+                try population[0].checkCompatible(added, run.state.sources[0], path)
+                population.append(added.reordered(to: layout))
                 run.state.sources.append(path)
                 let origin = "source \(run.state.sources.count - 1): \(path) (added after generation \(run.state.generation))"
                 run.state.lineage?.append([origin])
@@ -112,7 +114,7 @@ struct WeightSearch {
 
     /// The starting population (or the checkpoint when continuing): one individual per source, then
     /// averages of two random sources up to the population size, scored on dev.
-    func initialPopulation() throws -> [WeightSet] {
+    func initialPopulation(base: WeightSet?) throws -> [WeightSet] {
         let first = try loadSource(spec.sources[0], "sources[0]")
         if run.state.generation > 0 || run.state.populationFile != nil, let file = run.state.populationFile {
             let count = run.state.lineage?.count ?? 0
@@ -127,7 +129,7 @@ struct WeightSearch {
             population.append(w.reordered(to: first.layout))
             lineage.append(["source \(k): \(path)"])
         }
-        if let b = spec.base { try first.checkCompatible(try loadSource(b, "base"), spec.sources[0], b) }
+        if let base, let b = spec.base { try first.checkCompatible(base, spec.sources[0], b) }
         let total = spec.population ?? (spec.sources.count + options.mergedIndividuals)
         let linear = FuseMergeMerger(method: "linear")
         for k in 0..<max(0, total - spec.sources.count) {
@@ -140,11 +142,10 @@ struct WeightSearch {
         if options.form == .individual {
             run.state.scores = try run.dev(population.map { .weights($0) })
         } else {
-            run.state.populationScore = try run.dev([.weights(try merger.merge(population, base: try spec.base.map { try loadSource($0, "base") },
-                                                                                  config: run.donor.config, seed: run.seed))])[0]
+            run.state.populationScore = try run.dev([.weights(try merger.merge(population, base: base, config: run.donor.config, seed: run.seed))])[0]
         }
         try checkpoint(population, accepted: 0, trials: []) { p in
-            try merger.merge(p, base: try spec.base.map { try loadSource($0, "base") }, config: run.donor.config, seed: run.seed)
+            try merger.merge(p, base: base, config: run.donor.config, seed: run.seed)
         }
         return population
     }

@@ -48,7 +48,8 @@ public struct WeightSet: Sendable {
         }
     }
 
-    /// The same tensors in `layout`'s order (sources may store them in different orders).
+    /// The same tensors in `layout`'s order (sources may store them in different orders). Call only
+    /// after `checkCompatible`, which guarantees every name is present.
     func reordered(to target: WeightLayout) -> WeightSet {
         if layout == target { return self }
         let index = Dictionary(uniqueKeysWithValues: layout.names.enumerated().map { ($1, $0) })
