@@ -8,25 +8,26 @@ struct EvolveCommand: ParsableCommand {
         commandName: "evolve",
         abstract: "Evolve a fused model: Evolver / DE in weight space, CMA-ES over merge recipes, or a greedy soup.",
         discussion: """
-        SPEC.yml names the sources, the search and the fitness tasks (`fusekit eval` JSONL files); the
-        format is in docs/formats.md ("Evolve specs"). OUT_DIR receives state.json (resumable), log.jsonl
-        (one line per generation), model/ (the result, an HF folder as `fusekit merge` writes it),
-        recipe.yml (recipe search: mergekit YAML that `fusekit merge` reruns) and run.json.
+        SPEC.yml names the sources, the search and the fitness tasks (`fusekit eval`
+        JSONL files); the format is in docs/formats.md ("Evolve specs"). OUT_DIR gets
+        state.json (resumable), log.jsonl (one line per generation), model/ (the
+        result, an HF folder as `fusekit merge` writes it), recipe.yml (recipe
+        search: mergekit YAML that `fusekit merge` reruns) and run.json.
 
         Example spec:
           sources: [./ft-arith, ./ft-facts, ./ft-format]
-          search: evolver            # evolver | de | cma-es | greedy-soup
+          search: evolver          # evolver | de | cma-es | greedy-soup
           fitness:
-            dev:      [{task: dev.jsonl, weight: 1}]
-            held_out: [{task: test.jsonl}]
+            dev: [{task: dev.jsonl, weight: 1}]
+            held_out: [test.jsonl]
           generations: 15
           options: {f: 0.5, cr: 0.5, crossover: element, form: individual}
 
         Examples:
           fusekit evolve spec.yml runs/evo --seed 1
-          fusekit evolve spec.yml runs/evo --resume            # after a crash or Ctrl-C
+          fusekit evolve spec.yml runs/evo --resume      # after a crash or Ctrl-C
           fusekit evolve spec.yml runs/evo --add-source ./ft-new
-          fusekit evolve spec.yml runs/evo --workers 2         # candidates scored by `fusekit eval` processes
+          fusekit evolve spec.yml runs/evo --workers 2   # `fusekit eval` workers
         """)
 
     @Argument(help: "The evolve spec (YAML).")
