@@ -150,8 +150,19 @@ public final class EvolveRun {
         }
         let shm = "/dev/shm"
         let useMemory = !options.evaluator.needsSideFiles && access(shm, W_OK) == 0
+        if useMemory { Self.removeStaleScratch(in: shm) }
         scratch = (useMemory ? shm + "/fusekit-evolve-\(getpid())-\(UInt32.random(in: 0...UInt32.max))" : out + "/.candidates")
         try? fm.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+    }
+
+    /// Scratch folders of runs killed with -9 hold model-sized files in memory (tmpfs); those whose
+    /// process is gone are removed.
+    static func removeStaleScratch(in folder: String) {
+        let prefix = "fusekit-evolve-"
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [] where name.hasPrefix(prefix) {
+            guard let pid = Int32(name.dropFirst(prefix.count).split(separator: "-").first ?? "") else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH { try? FileManager.default.removeItem(atPath: folder + "/" + name) }
+        }
     }
 
     func execute() throws -> EvolveSummary {
