@@ -76,8 +76,13 @@ public final class WorkerEvaluator: CandidateEvaluator {
                 return (p, out, err, job)
             }
             for (p, out, err, job) in running {
+                // stderr is drained on its own thread so a chatty worker cannot block on a full pipe.
+                let errData = ErrorText()
+                let drained = DispatchSemaphore(value: 0)
+                DispatchQueue.global().async { errData.data = err.fileHandleForReading.readDataToEndOfFile(); drained.signal() }
                 let data = out.fileHandleForReading.readDataToEndOfFile()
-                let errText = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                drained.wait()
+                let errText = String(decoding: errData.data, as: UTF8.self)
                 p.waitUntilExit()
                 let line = job.2.joined(separator: " ")
                 guard p.terminationStatus == 0 else {
@@ -94,6 +99,8 @@ public final class WorkerEvaluator: CandidateEvaluator {
         return results
     }
 }
+
+final class ErrorText: @unchecked Sendable { var data = Data() }
 
 /// Dev and held-out values already measured, keyed by (genome hash, set). Appended to
 /// OUT_DIR/cache.jsonl after every evaluation, so a run killed mid-generation does not pay again for
