@@ -72,18 +72,25 @@ final class CMAESTests: XCTestCase {
         return (best, bestX, es.evaluations)
     }
 
-    /// Sphere in 10-D from (1, ..., 1), σ 0.5: CMA-ES converges linearly; Hansen's tutorial reports about
-    /// 1,500–2,000 evaluations to 1e-10 at λ = 10. Allow 3,000.
-    func testSphereConvergesLinearly() throws {
-        let r = try minimise({ $0.reduce(0) { $0 + $1 * $1 } }, x0: [Double](repeating: 1, count: 10), sigma: 0.5, seed: 7,
-                             maxIterations: 300, target: 1e-10)
-        XCTAssertLessThan(r.best, 1e-10)
-        XCTAssertLessThan(r.evaluations, 3000, "took \(r.evaluations) evaluations")
+    /// Sphere in 10-D from (1, ..., 1), σ 0.5, to f < 1e-10: purecma (cma 4.5.0, seeds 0–7 of
+    /// `random.Random`) needs 1,650–1,840 evaluations, mean 1,757. Over 8 seeds FuseKit's mean must be
+    /// within 20% of that, every run must converge, and the mean is linear convergence's, not luck.
+    func testSphereConvergesAtPurecmasRate() throws {
+        var counts: [Int] = []
+        for seed in 0..<8 {
+            let r = try minimise({ $0.reduce(0) { $0 + $1 * $1 } }, x0: [Double](repeating: 1, count: 10), sigma: 0.5, seed: UInt64(seed),
+                                 maxIterations: 1000, target: 1e-10)
+            XCTAssertLessThan(r.best, 1e-10, "seed \(seed)")
+            counts.append(r.evaluations)
+        }
+        let mean = Double(counts.reduce(0, +)) / Double(counts.count)
+        XCTAssertEqual(mean, 1757, accuracy: 0.2 * 1757, "evaluations per seed: \(counts)")
     }
 
-    /// Rosenbrock in 4-D from 0 with σ 0.5 reaches the global minimum (1, 1, 1, 1): about 2,000–3,000
-    /// evaluations at λ = 8 in Hansen's published runs. Allow 8,000.
-    func testRosenbrockReachesGlobalMinimum() throws {
+    /// Rosenbrock in 4-D from 0, σ 0.5, to f < 1e-10 at the global minimum (1, 1, 1, 1): purecma needs
+    /// 1,344–2,016 evaluations over seeds 0–7, mean 1,712. FuseKit: every run converges to (1, 1, 1, 1)
+    /// and the mean is within 25%.
+    func testRosenbrockReachesGlobalMinimumAtPurecmasRate() throws {
         func rosenbrock(_ x: [Double]) -> Double {
             var s = 0.0
             for i in 0..<(x.count - 1) {
@@ -92,10 +99,15 @@ final class CMAESTests: XCTestCase {
             }
             return s
         }
-        let r = try minimise(rosenbrock, x0: [0, 0, 0, 0], sigma: 0.5, seed: 3, maxIterations: 1000, target: 1e-10)
-        XCTAssertLessThan(r.best, 1e-10)
-        XCTAssertLessThan(r.evaluations, 8000, "took \(r.evaluations) evaluations")
-        for v in r.x { XCTAssertEqual(v, 1, accuracy: 1e-4) }
+        var counts: [Int] = []
+        for seed in 0..<8 {
+            let r = try minimise(rosenbrock, x0: [0, 0, 0, 0], sigma: 0.5, seed: UInt64(seed), maxIterations: 3000, target: 1e-10)
+            XCTAssertLessThan(r.best, 1e-10, "seed \(seed)")
+            for v in r.x { XCTAssertEqual(v, 1, accuracy: 1e-4, "seed \(seed)") }
+            counts.append(r.evaluations)
+        }
+        let mean = Double(counts.reduce(0, +)) / Double(counts.count)
+        XCTAssertEqual(mean, 1712, accuracy: 0.25 * 1712, "evaluations per seed: \(counts)")
     }
 
     /// The state round-trips through JSON exactly, and a decoded copy continues identically (resume).
