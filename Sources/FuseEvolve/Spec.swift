@@ -261,6 +261,11 @@ public struct EvolveSpec: Sendable {
         if search == .greedySoup && sources.count < 2 {
             throw r.error(sourcesNode, "sources", "a greedy soup needs at least 2 sources")
         }
+        if search == .greedySoup {
+            for key in ["population", "generations"] where map[key] != nil {
+                throw r.error(map[key], key, "a greedy soup tries each source once, best first; drop '\(key)'")
+            }
+        }
         let defaultGenerations = search == .cmaES ? 20 : (search == .greedySoup ? 1 : 15)
         var spec = EvolveSpec(sources: sources, base: base, search: search, dev: dev, heldOut: heldOut, population: population,
                               generations: generations ?? defaultGenerations, budget: budget, seed: seed,

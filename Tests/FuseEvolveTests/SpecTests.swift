@@ -66,6 +66,7 @@ final class SpecTests: XCTestCase {
         expectSpecError("search: evolver\nfitness: {dev: [dev.jsonl]}", path: "sources", "missing")
         expectSpecError("sources: [ft0]\nsearch: [1]\nfitness: {dev: [dev.jsonl]}", path: "search", "expected a string")
         expectSpecError("- a\n- b", path: "", "mapping at the top level")
+        expectSpecError(good.replacingOccurrences(of: "search: evolver", with: "search: greedy-soup"), path: "generations", "drop 'generations'")
     }
 
     func testEmptyDevSetsAreRefused() throws {
