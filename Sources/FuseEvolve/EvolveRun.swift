@@ -298,16 +298,28 @@ public final class EvolveRun {
     // MARK: - Output
 
     /// Writes `weights` as OUT_DIR/model, an HF folder like `fusekit merge` writes (replacing an earlier one).
-    func writeModel(_ weights: WeightSet) throws -> String {
+    func writeModel(_ weights: WeightSet, description: String) throws -> String {
         let path = outDir + "/model"
         let out = try AtomicOutputDirectory(finalPath: path, force: true)
         do {
             try weights.writeSafetensors(path: out.tempPath + "/model.safetensors", dtype: spec.outDType)
             try writeModelConfig(to: out.tempPath, dtype: spec.outDType)
             if let f = donor.folder { try copySideFiles(from: f, to: out.tempPath) }
+            try writeFileAtomically(path: out.tempPath + "/README.md", contents: modelCard(description))
             try out.commit()
         } catch { out.abandon(); throw error }
         return path
+    }
+
+    /// The README.md of model/: what was searched, from which sources, and how to reproduce it.
+    func modelCard(_ description: String) -> String {
+        var s = "---\nlibrary_name: transformers\ntags:\n- fusekit\n- evolve\n---\n# evolved\n\n"
+        s += "Made by `fusekit evolve` (\(spec.search.rawValue), seed \(seed), \(state.generation) generations, "
+        s += "\(state.evaluations) dev evaluations): \(description)\n\n## Sources\n\n"
+        s += state.sources.enumerated().map { "\($0). \($1)\n" }.joined()
+        if let base = spec.base { s += "\nBase: \(base)\n" }
+        s += "\n## Spec\n\n```yaml\n" + spec.sourceText.trimmingCharacters(in: .whitespacesAndNewlines) + "\n```\n"
+        return s
     }
 
     /// One log line and one progress line per generation.

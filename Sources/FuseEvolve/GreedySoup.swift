@@ -57,7 +57,8 @@ struct GreedySoup {
             try checkpoint(try soupOf(run.state.soup ?? [order[0]]), accepted: improved, tried: next)
         }
         let soup = try soupOf(run.state.soup ?? [0])
-        let model = try run.writeModel(soup)
+        let members = (run.state.soup ?? []).map { String($0) }.joined(separator: ", ")
+        let model = try run.writeModel(soup, description: "the uniform average of sources \(members) (greedy soup)")
         return (model, nil, run.state.populationScore ?? .nan, try run.heldOut(.weights(soup)))
     }
 

@@ -99,7 +99,9 @@ struct WeightSearch {
             try checkpoint(population, accepted: accepted, trials: trials, merged: merged)
         }
         let output = options.form == .individual ? population[bestIndex()] : try merged(population)
-        let model = try run.writeModel(output)
+        let what = options.form == .individual ? "the best individual, ind\(bestIndex())"
+                                                : "the \(options.merger.method) merge of the evolved population"
+        let model = try run.writeModel(output, description: what)
         let best = options.form == .individual ? (run.state.scores?[bestIndex()] ?? .nan) : (run.state.populationScore ?? .nan)
         return (model, nil, best, try run.heldOut(.weights(output)))
     }
