@@ -130,6 +130,12 @@ public final class EvolveRun {
                 guard spec.search != .cmaES else {
                     throw EvolveError.invalidArgument("--add-source: a recipe search's genome has one gene block per source, so a new source starts a new search; add it to the spec's sources and run again")
                 }
+                for path in options.addSources where s.sources.contains(path) {
+                    throw EvolveError.invalidArgument("--add-source \(path): already a source of this run")
+                }
+                if Set(options.addSources).count != options.addSources.count {
+                    throw EvolveError.invalidArgument("--add-source names the same model twice")
+                }
                 s.finished = false
             }
             state = s
