@@ -27,7 +27,7 @@ struct WeightSearch {
         func merged(_ p: [WeightSet]) throws -> WeightSet { try merger.merge(p, base: base, config: config, seed: run.seed) }
 
         // Added sources (--add-source) join the population and are scored like the others.
-        if run.state.sources.count < spec.sources.count + run.options.addSources.count {
+        if !run.options.addSources.isEmpty && !run.state.finished && run.options.addSources.contains(where: { !run.state.sources.contains($0) }) {
             for path in run.options.addSources where !run.state.sources.contains(path) {
                 let added = try loadSource(path, "--add-source")
                 try population[0].checkCompatible(added, run.state.sources[0], path)

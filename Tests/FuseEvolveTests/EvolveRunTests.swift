@@ -185,6 +185,14 @@ final class EvolveRunTests: XCTestCase {
         let last = try XCTUnwrap(try Tiny.logLines(dir + "/out").last)
         XCTAssertEqual(last["scores"]?.array?.count, 4)
         XCTAssertEqual(last["generation"]?.int, 4)
+        // A second addition after the first: five individuals, two more generations.
+        try Tiny.write(Tiny.random(301, scale: 0.3, norms: 1), to: dir + "/newer")
+        let again = try Tiny.run(spec, dir + "/out") { $0.addSources = [self.dir + "/newer"] }
+        XCTAssertEqual(again.generations, 6)
+        XCTAssertEqual(try Tiny.logLines(dir + "/out").last?["scores"]?.array?.count, 5)
+        XCTAssertThrowsError(try Tiny.run(spec, dir + "/out") { $0.addSources = [self.dir + "/new"] }) {
+            XCTAssertTrue("\($0)".contains("already a source"), "\($0)")
+        }
     }
 
     /// Recipe search writes mergekit YAML that `fusekit merge` (runMerge) turns into the same model bytes.
