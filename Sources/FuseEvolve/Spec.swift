@@ -40,6 +40,8 @@ public enum Schedule: String, CaseIterable, Sendable {
 public struct MergerSpec: Equatable, Sendable {
     public var method: String
     public var parameters: [String: Double]
+    /// Named files a merger reads (Fisher or RegMean statistics), resolved against the spec's folder.
+    public var files: [String: String] = [:]
     public init(method: String, parameters: [String: Double] = [:]) { self.method = method; self.parameters = parameters }
 }
 
@@ -358,14 +360,30 @@ struct SpecReader {
     func merger(_ node: Node, _ path: String) throws -> MergerSpec {
         if node.scalar != nil { return MergerSpec(method: try methodName(node, path)) }
         guard let m = node.mapping else { throw error(node, path, "expected a method name or {method, parameters}") }
-        try checkKeys(m, allowed: ["method", "parameters"], path: path)
+        try checkKeys(m, allowed: ["method", "parameters", "files"], path: path)
         guard let methodNode = m["method"] else { throw error(node, path + ".method", "missing; e.g. linear, ties or dare_ties") }
         var spec = MergerSpec(method: try methodName(methodNode, path + ".method"))
+        // FuseMerge methods declare their parameters: check names here, before any model loads.
+        let known = MethodRegistry.method(named: spec.method).map { $0.parameters.filter { $0.kind == .float }.map(\.name) }
         if let p = m["parameters"] {
             guard let pm = p.mapping else { throw error(p, path + ".parameters", "expected a mapping of numbers, e.g. {density: 0.5}") }
             for (k, v) in pm {
                 let key = try string(k, path + ".parameters")
+                if let known, !known.contains(key) {
+                    let hint = didYouMean(key, among: known).map { "; did you mean '\($0)'?" } ?? ""
+                    throw error(k, "\(path).parameters.\(key)", "not a numeric parameter of \(spec.method)\(hint) (its parameters: \(known.joined(separator: ", ")))")
+                }
                 spec.parameters[key] = try double(v, "\(path).parameters.\(key)", range: -1e9...1e9)
+            }
+        }
+        if let f = m["files"] {
+            guard known == nil else { throw error(f, path + ".files", "\(spec.method) reads no files; drop 'files'") }
+            guard let fm = f.mapping else { throw error(f, path + ".files", "expected a mapping from name to path") }
+            for (k, v) in fm {
+                let key = try string(k, path + ".files")
+                let file = resolve(try string(v, "\(path).files.\(key)"))
+                guard FileManager.default.fileExists(atPath: file) else { throw error(v, "\(path).files.\(key)", "'\(file)' does not exist") }
+                spec.files[key] = file
             }
         }
         return spec

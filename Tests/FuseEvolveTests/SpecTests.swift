@@ -45,6 +45,8 @@ final class SpecTests: XCTestCase {
         expectSpecError(good.replacingOccurrences(of: "search: evolver", with: "search: evolve"), path: "search", "did you mean 'evolver'?")
         expectSpecError(good + "\noptions: {crossover: rows}", path: "options.crossover", "did you mean 'row'?")
         expectSpecError(good + "\noptions: {merger: {method: tie}}", path: "options.merger.method", "did you mean 'ties'?")
+        expectSpecError(good + "\nbase: base\noptions: {form: population, merger: {method: ties, parameters: {densty: 0.5}}}",
+                        path: "options.merger.parameters.densty", "did you mean 'density'?")
         expectSpecError(good.replacingOccurrences(of: "weight: 1", with: "weight: 1, metric: nll"), path: "fitness.dev[0].metric", "not a metric")
         expectSpecError(good.replacingOccurrences(of: "search: evolver", with: "search: cma-es") + "\noptions: {method: ties, parameters: [desnity]}",
                         path: "options.parameters[0]", "did you mean 'density'?")
