@@ -81,6 +81,8 @@ public final class EvolveRun {
     let scratch: String
     /// True when this run made OUT_DIR (it is removed again if the run fails before its first checkpoint).
     private(set) var createdOutput = false
+    /// The folder --force replaced, kept aside until this run's first checkpoint.
+    private(set) var displaced: String?
 
     var statePath: String { outDir + "/state.json" }
     var seed: UInt64 { state.seed }
@@ -93,6 +95,7 @@ public final class EvolveRun {
             // A run that fails before its first checkpoint (bad models, say) leaves nothing behind.
             if run.createdOutput && !FileManager.default.fileExists(atPath: run.statePath) {
                 try? FileManager.default.removeItem(atPath: run.outDir)
+                if let aside = run.displaced { _ = rename(aside, run.outDir) }
             }
             throw error
         }
@@ -110,7 +113,13 @@ public final class EvolveRun {
         let continuing = options.resume || !options.addSources.isEmpty
         if fm.fileExists(atPath: out) && !continuing {
             guard options.force else { throw EvolveError.outputExists(path: out) }
-            try? fm.removeItem(atPath: out)
+            // Moved aside, not deleted: it comes back if this run fails before its first checkpoint.
+            let aside = URL(fileURLWithPath: out).deletingLastPathComponent().path + "/." + URL(fileURLWithPath: out).lastPathComponent + ".replaced-\(getpid())"
+            try? fm.removeItem(atPath: aside)
+            guard rename(out, aside) == 0 else {
+                throw FuseIOError.writeFailed(path: out, reason: "cannot move the existing folder aside: \(String(cString: strerror(errno)))")
+            }
+            displaced = aside
         }
         if continuing {
             guard fm.fileExists(atPath: out + "/state.json") else {
@@ -161,6 +170,15 @@ public final class EvolveRun {
         try? fm.createDirectory(atPath: scratch, withIntermediateDirectories: true)
     }
 
+    /// Writes state.json atomically; the first time, the folder --force replaced is deleted for good.
+    func saveState() throws {
+        try state.save(path: statePath)
+        if let aside = displaced {
+            try? FileManager.default.removeItem(atPath: aside)
+            displaced = nil
+        }
+    }
+
     /// Scratch folders of runs killed with -9 hold model-sized files in memory (tmpfs); those whose
     /// process is gone are removed.
     static func removeStaleScratch(in folder: String) {
@@ -179,7 +197,7 @@ public final class EvolveRun {
         case .greedySoup: result = try GreedySoup(run: self).search()
         }
         state.finished = true
-        try state.save(path: statePath)
+        try saveState()
         let summary = EvolveSummary(search: spec.search.rawValue, seed: seed, generations: state.generation, evaluations: state.evaluations,
                                     bestDev: result.best, heldOut: result.heldOut, model: result.model, recipe: result.recipe,
                                     seconds: Date().timeIntervalSince(start), peakMemoryBytes: peakResidentBytes())

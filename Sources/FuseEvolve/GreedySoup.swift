@@ -77,6 +77,6 @@ struct GreedySoup {
                         ("lineage", .array((run.state.lineage?.first ?? []).map { .string($0) })),
                         ("scores", .array((run.state.scores ?? []).map { .double($0) }))],
                        best: best, median: median(run.state.scores ?? []), heldOut: held)
-        try run.state.save(path: run.statePath)
+        try run.saveState()
     }
 }

@@ -154,6 +154,6 @@ struct RecipeSearch {
         entry += [("winner", .string("best recipe")), ("lineage", .array([.string(run.state.bestLineage ?? "")])),
                   ("genome", .array((run.state.bestGenome ?? []).map { .double($0) }))]
         try run.record(entry, best: best, median: median(values), heldOut: held)
-        try run.state.save(path: run.statePath)
+        try run.saveState()
     }
 }

@@ -218,7 +218,7 @@ struct WeightSearch {
         try PopulationCheckpoint.save(population, path: run.outDir + "/" + file)
         run.state.populationFile = file
         run.state.populationHash = PopulationCheckpoint.populationHash(population)
-        try run.state.save(path: run.statePath)
+        try run.saveState()
         if let old, old != file { try? FileManager.default.removeItem(atPath: run.outDir + "/" + old) }
     }
 }

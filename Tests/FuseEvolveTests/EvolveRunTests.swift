@@ -300,6 +300,11 @@ final class EvolveRunTests: XCTestCase {
             XCTAssertTrue(message.contains("model.layers.0.input_layernorm.weight"), message)
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/out"), "a run that failed before its first checkpoint left OUT_DIR behind")
+        // With --force over an earlier run, the failed run gives the earlier one back untouched.
+        _ = try Tiny.run(try Tiny.spec(dir, evolverSpec(generations: 1)), dir + "/earlier")
+        let before = try Tiny.bytes(dir + "/earlier/model/model.safetensors")
+        XCTAssertThrowsError(try Tiny.run(spec, dir + "/earlier") { $0.force = true })
+        XCTAssertEqual(try Tiny.bytes(dir + "/earlier/model/model.safetensors"), before)
     }
 
     func testCorruptStateOnResumeIsRefusedAndLeftAlone() throws {
@@ -322,5 +327,7 @@ final class EvolveRunTests: XCTestCase {
         let changed = try Tiny.spec(dir, evolverSpec(generations: 2))
         XCTAssertThrowsError(try Tiny.run(changed, dir + "/out") { $0.resume = true }) { XCTAssertTrue("\($0)".contains("spec changed"), "\($0)") }
         XCTAssertNoThrow(try Tiny.run(spec, dir + "/out") { $0.force = true })
+        let left = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasPrefix(".out.replaced") }
+        XCTAssertEqual(left, [], "the replaced run is deleted once the new one has checkpointed")
     }
 }
