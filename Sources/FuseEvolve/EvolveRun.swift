@@ -78,6 +78,7 @@ public final class EvolveRun {
     var freshEvaluations = 0
     /// Trials whose scoring stopped early (they could not beat their parent).
     var earlyStops = 0
+    var lastProgress = Date()
     let scratch: String
     /// True when this run made OUT_DIR (it is removed again if the run fails before its first checkpoint).
     private(set) var createdOutput = false
@@ -279,6 +280,7 @@ public final class EvolveRun {
             }
         }
         cache.store(key, values)
+        reportWithinGeneration()
         return fitness(values, spec.dev)
     }
 
@@ -302,6 +304,7 @@ public final class EvolveRun {
             }
             for (k, v) in zip(missing, results) { cache.store(keys[k], zip(v, tasks).map { Self.finite($0, $1) }) }
             freshEvaluations += missing.count
+            reportWithinGeneration()
         }
         return keys.map { cache[$0] ?? [] }
     }
@@ -345,6 +348,16 @@ public final class EvolveRun {
         s += "\n## Spec\n\n```yaml\n" + spec.sourceText.trimmingCharacters(in: .whitespacesAndNewlines) + "\n```\n"
         return s
     }
+
+    /// Within a long generation, a progress line at most every `progressInterval` seconds.
+    func reportWithinGeneration() {
+        let now = Date()
+        guard now.timeIntervalSince(lastProgress) >= Self.progressInterval else { return }
+        lastProgress = now
+        options.progress?("evolve: generation \(state.generation + 1)/\(state.targetGenerations) in progress, "
+                          + "\(state.evaluations) evaluations, elapsed \(Self.seconds(now.timeIntervalSince(start)))")
+    }
+    static let progressInterval = 10.0
 
     /// One log line and one progress line per generation.
     func record(_ entry: [(String, JSON)], best: Double, median: Double, heldOut: Double?) throws {
