@@ -35,6 +35,8 @@ public struct EvolveSummary {
     public var recipe: String?
     public var seconds: Double
     public var peakMemoryBytes: Int
+    /// Trials of this process whose scoring stopped early (they could not beat their parent).
+    public var earlyStops = 0
     public var json: JSON {
         var pairs: [(String, JSON)] = [
             ("command", .string("evolve")), ("search", .string(search)), ("seed", .number(String(seed))),
@@ -42,7 +44,7 @@ public struct EvolveSummary {
             ("held_out", heldOut.map { .double($0) } ?? .null), ("model", .string(model)),
         ]
         if let recipe { pairs.append(("recipe", .string(recipe))) }
-        pairs += [("seconds", .double(seconds)), ("peak_memory_bytes", .int(peakMemoryBytes))]
+        pairs += [("seconds", .double(seconds)), ("peak_memory_bytes", .int(peakMemoryBytes)), ("early_stops", .int(earlyStops))]
         return .object(pairs)
     }
 }
@@ -199,9 +201,10 @@ public final class EvolveRun {
         }
         state.finished = true
         try saveState()
-        let summary = EvolveSummary(search: spec.search.rawValue, seed: seed, generations: state.generation, evaluations: state.evaluations,
+        var summary = EvolveSummary(search: spec.search.rawValue, seed: seed, generations: state.generation, evaluations: state.evaluations,
                                     bestDev: result.best, heldOut: result.heldOut, model: result.model, recipe: result.recipe,
                                     seconds: Date().timeIntervalSince(start), peakMemoryBytes: peakResidentBytes())
+        summary.earlyStops = earlyStops
         try writeFileAtomically(path: outDir + "/run.json", contents: summary.json.serialized(indent: 2) + "\n")
         return summary
     }
