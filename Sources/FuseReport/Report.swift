@@ -10,7 +10,17 @@ public struct Report {
     /// unfinished run, a newer schema, inputs that moved) become warnings on a partial report;
     /// only a missing or foreign run.json is an error.
     public static func build(runDirectory dir: String, progress: ((Int, Int, String) -> Void)? = nil) throws -> Report {
-        let log = try RunLog.read(from: dir)
+        var log: RunLog
+        do { log = try RunLog.read(from: dir) } catch ReportError.missingRunLog(let d) {
+            // An evolve run writes run.json at the end; its state.json shows an interrupted one.
+            guard let state = try? readJSONFile(dir + "/state.json"), state["format"]?.string == "fusekit-evolve-state" else {
+                throw ReportError.missingRunLog(directory: d)
+            }
+            log = RunLog(command: "evolve", status: .running)
+            log.inputs = (state["sources"]?.array ?? []).compactMap(\.string).map { RunLog.Input(role: "source", name: $0, path: $0, identity: nil) }
+            log.measurements = .object([("search", state["search"] ?? .null)])
+            log.logs = [("generations", "log.jsonl")]
+        }
         var page = ReportPage(title: "FuseKit \(log.command) report",
                               subtitle: "\((dir as NSString).standardizingPath) · \(log.status.rawValue) · made \(isoDate(log.started))")
         var json: [(String, JSON)] = [("run", log.json)]
@@ -34,6 +44,10 @@ public struct Report {
             } catch {
                 page.warnings.append("The merge could not be analysed: \(error)")
             }
+        case "evolve":
+            let analysis = EvolveAnalysis.analyze(runDirectory: dir, log: log, progress: progress)
+            evolveSections(analysis, into: &page)
+            json.append(("evolve", analysis.json))
         default:
             page.warnings.append("This FuseKit has no analysis for '\(log.command)' runs yet; showing the run's record only.")
         }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import FuseEvolve
+import FuseReport
 import FuseIO
 
 struct EvolveCommand: ParsableCommand {
@@ -92,7 +93,18 @@ struct EvolveCommand: ParsableCommand {
         options.addSources = added
         let quiet = runOptions.quiet
         options.progress = { line in if !quiet { FileHandle.standardError.write(Data((line + "\n").utf8)) } }
+        let started = Date()
         let summary = try EvolveRun.run(spec: parsed, outDir: outDir, options: options)
+        // run.json in FuseReport's schema (the search's own summary becomes its measurements).
+        var log = RunLog(command: "evolve", status: .complete, started: started)
+        log.finished = Date()
+        log.config = ("fusekit-evolve", text)
+        let roles: [(String, String)] = (parsed.base.map { [("base", $0)] } ?? []) + (parsed.sources + added).map { ("source", $0) }
+        log.inputs = roles.map { RunLog.Input(role: $0.0, name: $0.1, path: $0.1, identity: modelIdentity(path: $0.1)) }
+        log.timings = [("total_seconds", summary.seconds)]
+        log.measurements = summary.json
+        log.logs = [("generations", "log.jsonl"), ("state", "state.json")] + (summary.recipe != nil ? [("recipe", "recipe.yml")] : [])
+        try log.write(to: outDir)
         if runOptions.json {
             printJSON(summary.json)
         } else {

@@ -109,25 +109,25 @@ final class ReportTests: XCTestCase {
         try compare.write(html: dir + "/compare.html")
         try renderInChromium(dir + "/compare.html", plots: compare.page.plotCount)
     }
+}
 
-    /// Loads the page in headless Chromium: no console errors, and the page's own check finds data
-    /// in every plot. Skipped where no Chromium is installed (`make test` installs it when root).
-    func renderInChromium(_ page: String, plots: Int) throws {
-        let candidates = ["/usr/bin/chromium-headless-shell", "/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/lib/chromium/headless_shell"]
-        guard let browser = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
-            throw XCTSkip("no Chromium installed (apt-get install chromium-headless-shell)")
-        }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: browser)
-        p.arguments = ["--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0", "--dump-dom", "file://" + page]
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out; p.standardError = err
-        try p.run()
-        let dom = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let log = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        XCTAssertTrue(dom.contains("data-check=\"ok:\(plots)\""), "page self-check: \(dom.components(separatedBy: "data-check=").dropFirst().first?.prefix(40) ?? "absent")")
-        let consoleErrors = log.split(separator: "\n").filter { $0.contains("CONSOLE") && ($0.contains("ERROR") || $0.contains("Uncaught")) }
-        XCTAssertTrue(consoleErrors.isEmpty, consoleErrors.joined(separator: "\n"))
+/// Loads the page in headless Chromium: no console errors, and the page's own check finds data
+/// in every plot. Skipped where no Chromium is installed (`make test` installs it when root).
+func renderInChromium(_ page: String, plots: Int) throws {
+    let candidates = ["/usr/bin/chromium-headless-shell", "/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/lib/chromium/headless_shell"]
+    guard let browser = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+        throw XCTSkip("no Chromium installed (apt-get install chromium-headless-shell)")
     }
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: browser)
+    p.arguments = ["--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0", "--dump-dom", "file://" + page]
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out; p.standardError = err
+    try p.run()
+    let dom = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    let log = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    p.waitUntilExit()
+    XCTAssertTrue(dom.contains("data-check=\"ok:\(plots)\""), "page self-check: \(dom.components(separatedBy: "data-check=").dropFirst().first?.prefix(40) ?? "absent")")
+    let consoleErrors = log.split(separator: "\n").filter { $0.contains("CONSOLE") && ($0.contains("ERROR") || $0.contains("Uncaught")) }
+    XCTAssertTrue(consoleErrors.isEmpty, consoleErrors.joined(separator: "\n"))
 }
