@@ -33,6 +33,9 @@ let package = Package(
         .target(name: "FuseModels", dependencies: ["FuseNN", "FuseIO", "FuseTensor", "CFuseKernels"], swiftSettings: fastMath),
         .target(name: "FuseEval", dependencies: ["FuseModels", "FuseNN", "FuseIO"], swiftSettings: fastMath),
         .target(name: "FuseReport", dependencies: ["FuseMerge", "FuseIO", "FuseTensor", "CFuseKernels"], swiftSettings: fastMath),
+        .target(name: "FuseTransfer", dependencies: [
+            "FuseNN", "FuseIO", "FuseTensor", "FuseEval", .product(name: "Yams", package: "Yams"),
+        ], swiftSettings: fastMath),
         .executableTarget(name: "fusekit", dependencies: [
             "FuseIO", "FuseTensor", "FuseTokenizers", "FuseMerge", "FuseModels", "FuseEval", "FuseReport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -46,6 +49,7 @@ let package = Package(
         .testTarget(name: "FuseNNTests", dependencies: ["FuseNN", "FuseIO", "FuseTensor", "CFuseKernels"]),
         .testTarget(name: "FuseModelsTests", dependencies: ["FuseModels", "FuseNN", "FuseIO", "FuseTensor"]),
         .testTarget(name: "FuseEvalTests", dependencies: ["FuseEval", "FuseModels"]),
+        .testTarget(name: "FuseTransferTests", dependencies: ["FuseTransfer", "FuseNN", "FuseTensor", "FuseIO"]),
         .testTarget(name: "FuseReportTests", dependencies: ["FuseReport", "FuseMerge", "FuseIO", "FuseTensor"]),
     ],
     swiftLanguageModes: [.v5]
