@@ -32,8 +32,9 @@ let package = Package(
         .target(name: "FuseNN", dependencies: ["FuseTensor", "CFuseKernels", "COpenBLAS"], swiftSettings: fastMath),
         .target(name: "FuseModels", dependencies: ["FuseNN", "FuseIO", "FuseTensor", "CFuseKernels"], swiftSettings: fastMath),
         .target(name: "FuseEval", dependencies: ["FuseModels", "FuseNN", "FuseIO"], swiftSettings: fastMath),
+        .target(name: "FuseTrain", dependencies: ["FuseNN", "FuseIO", "FuseTensor", "FuseTokenizers", "FuseModels"], swiftSettings: fastMath),
         .executableTarget(name: "fusekit", dependencies: [
-            "FuseIO", "FuseTensor", "FuseTokenizers", "FuseMerge", "FuseModels", "FuseEval",
+            "FuseIO", "FuseTensor", "FuseTokenizers", "FuseMerge", "FuseModels", "FuseEval", "FuseTrain",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fastMath),
         .executableTarget(name: "fuzz-formats", dependencies: ["FuseIO", "FuseTensor"], swiftSettings: fastMath),
@@ -45,6 +46,8 @@ let package = Package(
         .testTarget(name: "FuseNNTests", dependencies: ["FuseNN", "FuseIO", "FuseTensor", "CFuseKernels"]),
         .testTarget(name: "FuseModelsTests", dependencies: ["FuseModels", "FuseNN", "FuseIO", "FuseTensor"]),
         .testTarget(name: "FuseEvalTests", dependencies: ["FuseEval", "FuseModels"]),
+        .testTarget(name: "FuseTrainTests", dependencies: ["FuseTrain", "FuseNN", "FuseIO", "FuseTensor", "FuseTokenizers"],
+                    resources: [.copy("../Fixtures/train")]),
     ],
     swiftLanguageModes: [.v5]
 )
