@@ -32,27 +32,23 @@ public func writeFullModel(_ model: any TrainableModel, to directory: String, co
     }
 }
 
-/// The PEFT prefix of adapter keys.
-let peftPrefix = "base_model.model."
-
 /// Writes the LoRA factors of `model` (its trainable parameters, named `<module>.lora_A.weight` /
-/// `.lora_B.weight`) as a PEFT adapter. Kept in one function so that FuseIO's PEFT writer can take
-/// its place when it lands.
+/// `.lora_B.weight`) as a PEFT adapter through FuseIO's `PEFTAdapter` (each file atomic).
 public func writeLoRAAdapter(_ model: any TrainableModel, settings: LoRASettings, baseModel: String, to directory: String) throws {
-    let lora = model.trainableParameters.filter { $0.name.contains(".lora_A.") || $0.name.contains(".lora_B.") }
-    guard !lora.isEmpty else { throw FuseTrainError.model("the model has no LoRA parameters to save; attach LoRA before training") }
+    var factors: [String: LoraFactors] = [:]
+    var a: [String: Parameter] = [:], b: [String: Parameter] = [:]
+    for p in model.trainableParameters {
+        if p.name.hasSuffix(".lora_A.weight") { a[String(p.name.dropLast(".lora_A.weight".count))] = p }
+        else if p.name.hasSuffix(".lora_B.weight") { b[String(p.name.dropLast(".lora_B.weight".count))] = p }
+    }
+    guard !a.isEmpty else { throw FuseTrainError.model("the model has no LoRA parameters to save; attach LoRA before training") }
+    for (module, pa) in a {
+        guard let pb = b[module] else { throw FuseTrainError.model("LoRA module \(module) has lora_A but no lora_B") }
+        factors[module] = LoraFactors(a: try Tensor(floats: pa.value, shape: pa.shape), b: try Tensor(floats: pb.value, shape: pb.shape))
+    }
+    var config = PEFTConfig(r: settings.rank, loraAlpha: Double(settings.alpha), targetModules: settings.targetModules,
+                            baseModelNameOrPath: baseModel)
+    config.extra = [("lora_dropout", .double(Double(settings.dropout)))]
     try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-    let tensors = try lora.map { (peftPrefix + $0.name, try Tensor(floats: $0.value, shape: $0.shape)) }
-    try writeSafetensors(path: directory + "/adapter_model.safetensors", tensors: tensors, metadata: ["format": "pt"])
-    let config: JSON = .object([
-        ("alpha_pattern", .object([])), ("auto_mapping", .null), ("base_model_name_or_path", .string(baseModel)),
-        ("bias", .string("none")), ("fan_in_fan_out", .bool(false)), ("inference_mode", .bool(true)),
-        ("init_lora_weights", .bool(true)), ("layers_pattern", .null), ("layers_to_transform", .null),
-        ("lora_alpha", .double(Double(settings.alpha))), ("lora_dropout", .double(Double(settings.dropout))),
-        ("modules_to_save", .null), ("peft_type", .string("LORA")), ("r", .int(settings.rank)),
-        ("rank_pattern", .object([])), ("revision", .null),
-        ("target_modules", .array(settings.targetModules.map { .string($0) })),
-        ("task_type", .string("CAUSAL_LM")), ("use_dora", .bool(false)), ("use_rslora", .bool(false)),
-    ])
-    try writeFileAtomically(path: directory + "/adapter_config.json", contents: config.serialized(indent: 2) + "\n")
+    try PEFTAdapter(config: config, factors: factors).write(into: directory)
 }
