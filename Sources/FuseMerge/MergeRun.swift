@@ -86,6 +86,7 @@ public func runMerge(config: MergeConfig, outPath: String, options: MergeRunOpti
                                                   metadata: ["format": "pt"])
         var exec = ExecutionOptions(seed: options.seed)
         exec.prefetchBudgetBytes = 512 << 20
+        exec.workingDirectory = workingDirectory
         let executor = try MergeExecutor(plan: plan, sources: ordered, options: exec, rowMapper: vocabulary)
         try executor.run(into: writer, progress: progress)
         try writer.finish(sync: options.syncOutput)
