@@ -33,11 +33,12 @@ let package = Package(
         .target(name: "FuseModels", dependencies: ["FuseNN", "FuseIO", "FuseTensor", "CFuseKernels"], swiftSettings: fastMath),
         .target(name: "FuseEval", dependencies: ["FuseModels", "FuseNN", "FuseIO"], swiftSettings: fastMath),
         .target(name: "FuseReport", dependencies: ["FuseMerge", "FuseIO", "FuseTensor", "CFuseKernels"], swiftSettings: fastMath),
+        .target(name: "FuseTrain", dependencies: ["FuseNN", "FuseIO", "FuseTensor", "FuseTokenizers", "FuseModels"], swiftSettings: fastMath),
         .target(name: "FuseTransfer", dependencies: [
-            "FuseNN", "FuseIO", "FuseTensor", "FuseEval", .product(name: "Yams", package: "Yams"),
+            "FuseNN", "FuseIO", "FuseTensor", "FuseEval", "FuseModels", "FuseTrain", .product(name: "Yams", package: "Yams"),
         ], swiftSettings: fastMath),
         .executableTarget(name: "fusekit", dependencies: [
-            "FuseIO", "FuseTensor", "FuseTokenizers", "FuseMerge", "FuseModels", "FuseEval", "FuseReport",
+            "FuseIO", "FuseTensor", "FuseTokenizers", "FuseMerge", "FuseModels", "FuseEval", "FuseReport", "FuseTrain", "FuseTransfer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fastMath),
         .executableTarget(name: "fuzz-formats", dependencies: ["FuseIO", "FuseTensor"], swiftSettings: fastMath),
@@ -49,8 +50,10 @@ let package = Package(
         .testTarget(name: "FuseNNTests", dependencies: ["FuseNN", "FuseIO", "FuseTensor", "CFuseKernels"]),
         .testTarget(name: "FuseModelsTests", dependencies: ["FuseModels", "FuseNN", "FuseIO", "FuseTensor"]),
         .testTarget(name: "FuseEvalTests", dependencies: ["FuseEval", "FuseModels"]),
-        .testTarget(name: "FuseTransferTests", dependencies: ["FuseTransfer", "FuseNN", "FuseTensor", "FuseIO"]),
         .testTarget(name: "FuseReportTests", dependencies: ["FuseReport", "FuseMerge", "FuseIO", "FuseTensor"]),
+        .testTarget(name: "FuseTrainTests", dependencies: ["FuseTrain", "FuseNN", "FuseIO", "FuseTensor", "FuseTokenizers"],
+                    resources: [.copy("../Fixtures/train")]),
+        .testTarget(name: "FuseTransferTests", dependencies: ["FuseTransfer", "FuseTrain", "FuseModels", "FuseNN", "FuseTensor", "FuseIO"]),
     ],
     swiftLanguageModes: [.v5]
 )
