@@ -126,22 +126,52 @@ public func inject(_ modules: [ExtractedModule], into student: any TrainableMode
 }
 
 /// Saves the extracted factors (PEFT names without the `base_model.model.` prefix:
-/// `<module>.lora_A.weight` / `.lora_B.weight`) and the kept rows/columns as metadata JSON.
-public func saveExtraction(_ modules: [ExtractedModule], to path: String) throws {
+/// `<module>.lora_A.weight` / `.lora_B.weight`), with metadata `modules` (per module: teacher tensor,
+/// kept rows and columns — `[first, count]` when contiguous, else the full index list — score, and
+/// the truncation residual) and `layer_map` (teacher layer per student layer).
+public func saveExtraction(_ modules: [ExtractedModule], layerMap: [Int], to path: String) throws {
     var tensors: [(String, Tensor)] = []
-    var selections: [(String, JSON)] = []
+    var entries: [(String, JSON)] = []
+    func indices(_ xs: [Int]) -> JSON {
+        isContiguous(xs) ? .object([("first", .int(xs.first ?? 0)), ("count", .int(xs.count))]) : .array(xs.map { .int($0) })
+    }
     for m in modules {
         tensors.append((m.pair.student + ".lora_A.weight", try Tensor(floats: m.a, shape: [m.rank, m.inFeatures])))
         tensors.append((m.pair.student + ".lora_B.weight", try Tensor(floats: m.b, shape: [m.outFeatures, m.rank])))
-        selections.append((m.pair.student, .object([
-            ("teacher", .string(m.pair.teacher)),
-            ("rows", .array([.int(m.selection.rows.first ?? 0), .int(m.selection.rows.count)])),
-            ("columns", .array([.int(m.selection.columns.first ?? 0), .int(m.selection.columns.count)])),
-            ("contiguous", .bool(isContiguous(m.selection.rows) && isContiguous(m.selection.columns))),
+        entries.append((m.pair.student, .object([
+            ("teacher", .string(m.pair.teacher)), ("rows", indices(m.selection.rows)), ("columns", indices(m.selection.columns)),
             ("score", .double(m.selection.score)), ("residual", .double(m.residual)), ("norm", .double(m.norm)),
         ])))
     }
-    try writeSafetensors(path: path, tensors: tensors, metadata: ["format": "fusekit-transfer-init", "modules": JSON.object(selections).serialized()])
+    try writeSafetensors(path: path, tensors: tensors, metadata: [
+        "format": "fusekit-transfer-init", "modules": JSON.object(entries).serialized(),
+        "layer_map": JSON.array(layerMap.map { .int($0) }).serialized(),
+    ])
+}
+
+/// Reads what `saveExtraction` wrote.
+public func loadExtraction(from path: String) throws -> (modules: [ExtractedModule], layerMap: [Int]) {
+    let file = try SafetensorsFile(path: path)
+    guard file.metadata["format"] == "fusekit-transfer-init", let text = file.metadata["modules"], let meta = try? JSON.parse(text),
+          let entries = meta.object else {
+        throw TransferError.invalidArgument("\(path): not a FuseKit transfer extraction (metadata 'format' / 'modules' missing); delete it to extract again")
+    }
+    let layerMap = (file.metadata["layer_map"].flatMap { try? JSON.parse($0) }?.array ?? []).compactMap(\.int)
+    func indices(_ j: JSON?) -> [Int] {
+        if let first = j?["first"]?.int, let count = j?["count"]?.int { return Array(first..<(first + count)) }
+        return j?.array?.compactMap(\.int) ?? []
+    }
+    let modules = try entries.map { module, e -> ExtractedModule in
+        let a = try file.tensor(module + ".lora_A.weight"), b = try file.tensor(module + ".lora_B.weight")
+        guard a.shape.count == 2, b.shape.count == 2, a.shape[0] == b.shape[1] else {
+            throw TransferError.invalidArgument("\(path): factors of '\(module)' have shapes \(a.shape) and \(b.shape)")
+        }
+        return ExtractedModule(pair: ModulePair(student: module, teacher: e["teacher"]?.string ?? ""),
+                               selection: MatrixSelection(rows: indices(e["rows"]), columns: indices(e["columns"]), score: e["score"]?.double ?? 0),
+                               b: try b.floats(), a: try a.floats(), outFeatures: b.shape[0], inFeatures: a.shape[1], rank: a.shape[0],
+                               residual: e["residual"]?.double ?? 0, norm: e["norm"]?.double ?? 0)
+    }
+    return (modules, layerMap)
 }
 
 func isContiguous(_ xs: [Int]) -> Bool { zip(xs, xs.dropFirst()).allSatisfy { $1 == $0 + 1 } }
