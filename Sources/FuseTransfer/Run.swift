@@ -29,7 +29,7 @@ public enum TransferRun {
     public typealias TokenizerLookup = (_ modelPath: String, _ store: WeightStore) throws -> (any TextEncoder, Int?)
 
     public static func run(spec: TransferSpec, outDir: String, resume: Bool, tokenizer: TokenizerLookup,
-                           log: (String) -> Void = { _ in }, observe: ((StepMetrics) -> Void)? = nil) throws -> TransferSummary {
+                           log: (String) -> Void = { _ in }, observe: ((StepMetrics) throws -> Void)? = nil) throws -> TransferSummary {
         let fm = FileManager.default
         let extractionDir = outDir + "/extraction"
         try fm.createDirectory(atPath: extractionDir, withIntermediateDirectories: true)
@@ -115,8 +115,10 @@ public enum TransferRun {
         settings.warmup = spec.training.warmup
         settings.clip = spec.training.clip
         settings.seed = spec.seed
+        settings.saveEvery = spec.training.saveEvery
+        settings.evalEvery = spec.training.evalEvery
         let trainer = try Trainer(model: student, data: data, evalData: evalData, settings: settings, outputDirectory: outDir)
-        let trained = try trainer.run(resume: resume) { observe?($0) }
+        let trained = try trainer.run(resume: resume && fm.fileExists(atPath: trainer.checkpointDirectory)) { try observe?($0) }
 
         // Outputs: the trained adapter (its base is the student minus s·B₀A₀), the delta adapter that
         // makes that base from the student, and the merged model.

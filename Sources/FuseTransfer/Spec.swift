@@ -12,7 +12,7 @@ import Yams
 ///     init: transfer                   # transfer | zero (plain LoRA) | random (random B₀A₀ of the same norms)
 ///     lora: {rank: 16, alpha: 16, dropout: 0.05}
 ///     train: {data: train.jsonl, eval: test.jsonl, steps: 100, lr: 3e-4, batch_size: 8,
-///             grad_accum: 1, seq_len: 256, warmup: 0, weight_decay: 0, clip: 1.0}
+///             grad_accum: 1, seq_len: 256, warmup: 0, weight_decay: 0, clip: 1.0, save_every: 50, eval_every: 50}
 ///     seed: 0
 ///
 /// Paths are relative to the spec's folder. Every key is checked before any model loads.
@@ -30,6 +30,8 @@ public struct TransferSpec: Sendable, Equatable {
         public var warmup = 0
         public var weightDecay = 0.0
         public var clip: Double? = 1.0
+        public var saveEvery: Int?
+        public var evalEvery: Int?
     }
 
     public var teacher: String
@@ -50,7 +52,7 @@ public struct TransferSpec: Sendable, Equatable {
     static let topKeys = ["teacher", "student", "seeds", "target_modules", "layer_selection", "dimension_selection", "init",
                           "lora", "train", "seed", "max_seeds"]
     static let loraKeys = ["rank", "alpha", "dropout"]
-    static let trainKeys = ["data", "eval", "steps", "lr", "batch_size", "grad_accum", "seq_len", "warmup", "weight_decay", "clip"]
+    static let trainKeys = ["data", "eval", "steps", "lr", "batch_size", "grad_accum", "seq_len", "warmup", "weight_decay", "clip", "save_every", "eval_every"]
 
     /// Parses and validates a spec; relative paths resolve against `directory`.
     public static func parse(yaml text: String, directory: String) throws -> TransferSpec {
@@ -82,6 +84,8 @@ public struct TransferSpec: Sendable, Equatable {
         if let v = train["seq_len"] { training.seqLen = try int(v, "train.seq_len", min: 1) }
         if let v = train["warmup"] { training.warmup = try int(v, "train.warmup", min: 0) }
         if let v = train["weight_decay"] { training.weightDecay = try double(v, "train.weight_decay", min: 0) }
+        if let v = train["save_every"] { training.saveEvery = try int(v, "train.save_every", min: 1) }
+        if let v = train["eval_every"] { training.evalEvery = try int(v, "train.eval_every", min: 1) }
         if let v = train["clip"] { let c = try double(v, "train.clip", min: 0); training.clip = c > 0 ? c : nil }
 
         var spec = TransferSpec(teacher: try path("teacher", map["teacher"])!, student: try path("student", map["student"])!,

@@ -164,3 +164,70 @@ final class PipelineTests: XCTestCase {
         XCTAssertEqual(batches[1].tokens, [4, 4, 10, 11]); XCTAssertEqual(batches[1].labels, [-1, 10, 11, 2])
     }
 }
+
+/// Characters to ids 3..30 (the tiny models have no tokenizer).
+struct CharacterEncoder: TextEncoder {
+    func encode(_ text: String, addSpecialTokens: Bool) -> [Int] {
+        (addSpecialTokens ? [1] : []) + text.unicodeScalars.map { 3 + Int($0.value % 28) }
+    }
+}
+
+final class TransferRunTests: XCTestCase {
+    /// The whole command's library path: outputs, the merged model equal to W_S − s·B₀A₀ + s·B·A, and a
+    /// resumed run that ends with the same adapter as an uninterrupted one.
+    func testRunWritesOutputsAndResumes() throws {
+        let dir = NSTemporaryDirectory() + "fusekit-transfer-run-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try writeTinyLlama(dir + "/teacher", hidden: 32, heads: 4, kvHeads: 2, headDim: 8, ffn: 48, layers: 3, vocab: 32, seed: 1)
+        try writeTinyLlama(dir + "/student", hidden: 16, heads: 2, kvHeads: 1, headDim: 8, ffn: 24, layers: 2, vocab: 32, seed: 2)
+        try (0..<6).map { "{\"prompt\": \"q\($0) \", \"answer\": \"a\($0 * 7 % 5)\"}" }.joined(separator: "\n")
+            .write(toFile: dir + "/seeds.jsonl", atomically: true, encoding: .utf8)
+        try (0..<8).map { "{\"prompt\": \"q\($0) \", \"completion\": \"a\($0 * 7 % 5)\"}" }.joined(separator: "\n")
+            .write(toFile: dir + "/train.jsonl", atomically: true, encoding: .utf8)
+        let yaml = """
+        teacher: teacher
+        student: student
+        seeds: seeds.jsonl
+        target_modules: [q_proj, v_proj, down_proj]
+        lora: {rank: 4, alpha: 8, dropout: 0}
+        train: {data: train.jsonl, steps: 6, lr: 0.003, batch_size: 2, seq_len: 16}
+        seed: 3
+        """
+        let spec = try TransferSpec.parse(yaml: yaml, directory: dir)
+        let lookup: TransferRun.TokenizerLookup = { _, _ in (CharacterEncoder(), 2) }
+        let full = try TransferRun.run(spec: spec, outDir: dir + "/out", resume: false, tokenizer: lookup)
+        XCTAssertEqual(full.modules, 6)
+        XCTAssertLessThan(full.stepZeroLossDifference, 1e-5)
+        for f in ["adapter/adapter_config.json", "adapter/adapter_model.safetensors", "delta_adapter/adapter_model.safetensors",
+                  "merged/model.safetensors", "merged/config.json", "extraction/init.safetensors", "extraction/sensitivity.safetensors", "metrics.jsonl"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/out/" + f), f)
+        }
+        // merged = student − s·B₀A₀ + s·B·A for one module, recomputed from the saved factors.
+        let student = try WeightStore(path: dir + "/student"), merged = try WeightStore(path: dir + "/out/merged")
+        let delta = try PEFTAdapter.read(path: dir + "/out/delta_adapter"), trained = try PEFTAdapter.read(path: dir + "/out/adapter")
+        let module = "model.layers.1.self_attn.v_proj"
+        let w = try student.floats(module + ".weight"), m = try merged.floats(module + ".weight")
+        let s: Float = 2
+        func product(_ f: LoraFactors) throws -> [Float] {
+            let (b, a) = (try f.b.floats(), try f.a.floats()), (out, r, inF) = (f.b.shape[0], f.a.shape[0], f.a.shape[1])
+            return (0..<(out * inF)).map { k in (0..<r).reduce(Float(0)) { $0 + b[(k / inF) * r + $1] * a[$1 * inF + k % inF] } }
+        }
+        let d = try product(delta.factors[module]!), t = try product(trained.factors[module]!)
+        for k in 0..<w.count { XCTAssertEqual(m[k], w[k] + s * d[k] + s * t[k], accuracy: 1e-5) }
+
+        // Interrupted after the checkpoint at step 3, resumed: the same losses and adapter.
+        var checkpointed = spec
+        checkpointed.training.saveEvery = 3
+        let resumedDir = dir + "/resumed"
+        struct Interrupt: Error {}
+        XCTAssertThrowsError(try TransferRun.run(spec: checkpointed, outDir: resumedDir, resume: false, tokenizer: lookup,
+                                                 observe: { if $0.step == 4 { throw Interrupt() } }))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: resumedDir + "/adapter"))
+        let resumed = try TransferRun.run(spec: checkpointed, outDir: resumedDir, resume: true, tokenizer: lookup)
+        XCTAssertEqual(resumed.training.resumedFrom, 3)
+        XCTAssertEqual(resumed.training.losses, Array(full.training.losses.suffix(resumed.training.losses.count)))
+        XCTAssertEqual(resumed.training.finalLoss, full.training.finalLoss)
+        let again = try PEFTAdapter.read(path: resumedDir + "/adapter")
+        XCTAssertEqual(try again.factors[module]!.b.floats(), try trained.factors[module]!.b.floats())
+    }
+}
