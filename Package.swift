@@ -36,8 +36,12 @@ let package = Package(
         .target(name: "FuseEvolve", dependencies: [
             "FuseMerge", "FuseModels", "FuseEval", "FuseIO", "FuseTensor", .product(name: "Yams", package: "Yams"),
         ], swiftSettings: fastMath),
+        .target(name: "FuseTrain", dependencies: ["FuseNN", "FuseIO", "FuseTensor", "FuseTokenizers", "FuseModels"], swiftSettings: fastMath),
+        .target(name: "FuseTransfer", dependencies: [
+            "FuseNN", "FuseIO", "FuseTensor", "FuseEval", "FuseModels", "FuseTrain", .product(name: "Yams", package: "Yams"),
+        ], swiftSettings: fastMath),
         .executableTarget(name: "fusekit", dependencies: [
-            "FuseIO", "FuseTensor", "FuseTokenizers", "FuseMerge", "FuseModels", "FuseEval", "FuseReport", "FuseEvolve",
+            "FuseIO", "FuseTensor", "FuseTokenizers", "FuseMerge", "FuseModels", "FuseEval", "FuseReport", "FuseEvolve", "FuseTrain", "FuseTransfer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fastMath),
         .executableTarget(name: "fuzz-formats", dependencies: ["FuseIO", "FuseTensor"], swiftSettings: fastMath),
@@ -52,6 +56,9 @@ let package = Package(
         .testTarget(name: "FuseReportTests", dependencies: ["FuseReport", "FuseMerge", "FuseIO", "FuseTensor"]),
         .testTarget(name: "FuseEvolveTests", dependencies: ["FuseEvolve", "FuseMerge", "FuseEval", "FuseModels", "FuseIO", "FuseTensor"],
                     resources: [.copy("../Fixtures/evolve")]),
+        .testTarget(name: "FuseTrainTests", dependencies: ["FuseTrain", "FuseNN", "FuseIO", "FuseTensor", "FuseTokenizers"],
+                    resources: [.copy("../Fixtures/train")]),
+        .testTarget(name: "FuseTransferTests", dependencies: ["FuseTransfer", "FuseTrain", "FuseModels", "FuseNN", "FuseTensor", "FuseIO"]),
     ],
     swiftLanguageModes: [.v5]
 )

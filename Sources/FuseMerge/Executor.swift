@@ -30,6 +30,8 @@ public struct ExecutionOptions: Sendable {
     /// Bytes of Float32 working memory the loader may fill ahead of the compute (one tensor larger than
     /// this still runs, alone).
     public var prefetchBudgetBytes = 768 << 20
+    /// Where relative paths in method parameters (statistics files) resolve; nil: the current directory.
+    public var workingDirectory: String?
     public init(seed: UInt64 = 0) { self.seed = seed }
 }
 
@@ -116,7 +118,8 @@ public final class MergeExecutor {
         let out = inPlace ? l.inputs[e.baseIndex ?? 0] : Scratch(count: count, zeroed: false)
         let g = MergeGroup(name: e.name, shape: l.shape, inputs: l.inputs.map(\.buffer),
                            inputNames: e.inputs.map { plan.models[$0.model].description },
-                           baseIndex: e.baseIndex, output: out.buffer, precision: Precision(e.computeDType), seed: options.seed)
+                           baseIndex: e.baseIndex, output: out.buffer, precision: Precision(e.computeDType), seed: options.seed,
+                           inputTensors: e.inputs.map(\.tensor), workingDirectory: options.workingDirectory)
         try method.merge(g, e.parameters)
         // Integer OR-reduction over the exponent bits (vectorises, unlike a branch per element).
         var nonFinite: UInt32 = 0

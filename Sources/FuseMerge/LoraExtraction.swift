@@ -8,7 +8,7 @@ import FuseTensor
 /// ‖Δ − B·A‖_F = √(Σ_{i>r} σᵢ²) (Eckart–Young), which the summary reports per module. Token-indexed
 /// tensors (embeddings, lm_head) that changed are saved whole as `modules_to_save`; 1-D tensors (norms)
 /// cannot be factored and are listed as skipped when they changed. Written as a PEFT adapter:
-/// adapter_config.json (lora_alpha = r, so the scale is 1) and adapter_model.safetensors.
+/// adapter_config.json (lora_alpha = r, so the scale is 1) and adapter_model.safetensors, through `PEFTAdapter`.
 public struct LoraExtractionSummary: Sendable {
     public var modules: Int
     public var rank: Int
@@ -24,7 +24,8 @@ public func extractLora(model ftPath: String, base basePath: String, outPath: St
     let start = Date()
     guard rank >= 1 else { throw MergeError.config(path: "--rank", line: nil, message: "rank must be at least 1") }
     let ft = try WeightStore(path: ftPath), base = try WeightStore(path: basePath)
-    var tensors: [(String, Tensor)] = []
+    var factors: [String: LoraFactors] = [:], fullTensors: [String: Tensor] = [:]
+    var rankPattern: [(String, Int)] = []
     var errors: [(String, Double, Double)] = []
     var targets = Set<String>(), full: [String] = [], skipped: [String] = []
     let names = ft.names.filter { base.info($0) != nil }
@@ -41,7 +42,7 @@ public func extractLora(model ftPath: String, base basePath: String, outPath: St
         guard changed else { continue }
         let isVocab = name.contains("embed_tokens") || name.hasPrefix("lm_head") || name.contains("wte")
         if isVocab {
-            tensors.append(("base_model.model." + name, try Tensor(floats: a, shape: fi.shape)))
+            fullTensors[name] = try Tensor(floats: a, shape: fi.shape)
             full.append(String(name.dropLast(".weight".count).split(separator: ".").last ?? ""))
             continue
         }
@@ -61,26 +62,15 @@ public func extractLora(model ftPath: String, base basePath: String, outPath: St
         let module = String(name.dropLast(".weight".count))
         errors.append((module, total.squareRoot(), rest.squareRoot()))
         targets.insert(String(module.split(separator: ".").last ?? ""))
-        tensors.append(("base_model.model.\(module).lora_A.weight", try Tensor(floats: aMatrix, shape: [r, cols])))
-        tensors.append(("base_model.model.\(module).lora_B.weight", try Tensor(floats: bMatrix, shape: [rows, r])))
+        factors[module] = LoraFactors(a: try Tensor(floats: aMatrix, shape: [r, cols]), b: try Tensor(floats: bMatrix, shape: [rows, r]))
+        if r != rank { rankPattern.append((module, r)) }   // a module narrower than the rank keeps all its singular values
     }
-    let out = try AtomicOutputDirectory(finalPath: outPath, force: force)
-    do {
-        try writeSafetensors(path: out.tempPath + "/adapter_model.safetensors", tensors: tensors, metadata: ["format": "pt"])
-        let config: JSON = .object([
-            ("peft_type", .string("LORA")), ("task_type", .string("CAUSAL_LM")),
-            ("base_model_name_or_path", .string(basePath)), ("r", .int(rank)), ("lora_alpha", .int(rank)),
-            ("lora_dropout", .int(0)), ("bias", .string("none")), ("fan_in_fan_out", .bool(false)),
-            ("use_rslora", .bool(false)), ("init_lora_weights", .bool(true)), ("inference_mode", .bool(true)),
-            ("target_modules", .array(targets.sorted().map { .string($0) })),
-            ("modules_to_save", full.isEmpty ? .null : .array(full.map { .string($0) })),
-        ])
-        try writeFileAtomically(path: out.tempPath + "/adapter_config.json", contents: config.serialized(indent: 2) + "\n")
-        try out.commit()
-    } catch {
-        out.abandon()
-        throw error
-    }
+    // lora_alpha = r for every module (rank_pattern and alpha_pattern alike), so every scale is 1.
+    var config = PEFTConfig(r: rank, loraAlpha: Double(rank), targetModules: targets.sorted(),
+                            rankPattern: rankPattern, alphaPattern: rankPattern.map { ($0.0, Double($0.1)) },
+                            modulesToSave: full, baseModelNameOrPath: basePath)
+    config.taskType = "CAUSAL_LM"
+    try PEFTAdapter(config: config, factors: factors, fullTensors: fullTensors).write(to: outPath, force: force)
     progress?(names.count, names.count, "")
     return LoraExtractionSummary(modules: errors.count, rank: rank, errors: errors.map { ($0.0, $0.1, $0.2) },
                                  fullModules: full, skipped: skipped, seconds: Date().timeIntervalSince(start))

@@ -36,18 +36,30 @@ public struct MergeSummary: Sendable {
 
 /// Resolves model references to local folders or files: relative paths against `directory` (the
 /// current directory, as mergekit does), hub-style names only when they exist on disk.
-public func openModels(_ config: MergeConfig, relativeTo directory: String) throws -> [ModelReference: ModelSource] {
+/// A `model+lora` reference is the model with the adapter applied at load, in `loraDType` (mergekit's
+/// `--lora-merge-dtype`) or each tensor's stored dtype.
+public func openModels(_ config: MergeConfig, relativeTo directory: String, loraDType: DType? = nil) throws -> [ModelReference: ModelSource] {
     var out: [ModelReference: ModelSource] = [:]
     for ref in config.referencedModels {
-        if ref.lora != nil {
-            throw MergeError.unsupported("model '\(ref)': merging a LoRA into its model first is not supported yet; run `fusekit apply-lora` and reference the result")
-        }
         let path = ref.path.hasPrefix("/") ? ref.path : directory + "/" + ref.path
         guard FileManager.default.fileExists(atPath: path) else {
             throw MergeError.missingModel(path: keyPath(of: ref, in: config), model: ref.path)
         }
-        do { out[ref] = try WeightStore(path: path) } catch {
+        let store: WeightStore
+        do { store = try WeightStore(path: path) } catch {
             throw MergeError.io("\(keyPath(of: ref, in: config)): cannot open '\(ref.path)': \(error)")
+        }
+        guard let lora = ref.lora else { out[ref] = store; continue }
+        // `model+lora`: the model with the adapter merged in at load, as mergekit's ModelReference.merged()
+        // does with peft's merge_and_unload (here tensor by tensor, without a cached copy).
+        let loraPath = lora.hasPrefix("/") ? lora : directory + "/" + lora
+        guard PEFTAdapter.isAdapter(loraPath) else {
+            throw MergeError.missingModel(path: keyPath(of: ref, in: config) + " (LoRA after '+')", model: lora + " (a PEFT adapter folder with adapter_config.json)")
+        }
+        do {
+            out[ref] = try LoraAppliedSource(base: store, adapter: PEFTAdapter.read(path: loraPath), adapterPath: loraPath, dtype: loraDType)
+        } catch {
+            throw MergeError.io("\(keyPath(of: ref, in: config)): cannot apply LoRA '\(lora)' to '\(ref.path)': \(error)")
         }
     }
     return out
@@ -89,6 +101,7 @@ public func runMerge(config: MergeConfig, outPath: String, options: MergeRunOpti
                                                   metadata: ["format": "pt"])
         var exec = ExecutionOptions(seed: options.seed)
         exec.prefetchBudgetBytes = 512 << 20
+        exec.workingDirectory = workingDirectory
         let executor = try MergeExecutor(plan: plan, sources: ordered, options: exec, rowMapper: vocabulary)
         try executor.run(into: writer, progress: progress)
         try writer.finish(sync: options.syncOutput)

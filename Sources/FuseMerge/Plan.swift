@@ -387,11 +387,13 @@ public struct MergePlanner {
     func resolve(_ spec: ParameterSpec, levels: [ParameterSettings], tensor: String, t: Double, model: ModelReference?) throws -> Scalar? {
         for level in levels {
             guard let setting = level[spec.name] else { continue }
-            guard let v = setting.evaluate(tensorName: tensor, t: t, numeric: spec.kind != .bool) else { continue }
+            guard let v = setting.evaluate(tensorName: tensor, t: t, numeric: spec.kind == .float || spec.kind == .int) else { continue }
             switch spec.kind {
             case .float, .int:
                 if let d = v.numericValue { return .number(spec.kind == .int ? d.rounded(.towardZero) : d) }
                 if case let .bool(b) = v { return .number(b ? 1 : 0) }
+            case .string:
+                return .string(v.description)
             case .bool:
                 switch v {
                 case .bool: return v
@@ -401,7 +403,7 @@ public struct MergePlanner {
                 }
             }
             throw MergeError.config(path: "parameters.\(spec.name)", line: nil,
-                                    message: "'\(v)' is not a valid \(spec.kind == .bool ? "boolean" : "number") for \(spec.name)\(model.map { " of \($0)" } ?? "") at \(tensor)")
+                                    message: "'\(v)' is not a valid \(spec.kind == .bool ? "boolean" : spec.kind == .string ? "string" : "number") for \(spec.name)\(model.map { " of \($0)" } ?? "") at \(tensor)")
         }
         switch spec.defaultValue {
         case let .value(v): return v

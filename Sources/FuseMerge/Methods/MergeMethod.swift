@@ -10,7 +10,7 @@ import FuseTensor
 /// non-base input (`weight`, `density` in the task-arithmetic family).
 public enum ParameterScope: Sendable { case shared, input, nonBase }
 
-public enum ParameterKind: Sendable { case float, int, bool }
+public enum ParameterKind: Sendable { case float, int, bool, string }
 
 public struct ParameterSpec: Sendable {
     public enum Default: Sendable { case required, value(Scalar), absent }
@@ -29,6 +29,8 @@ public struct ParameterSpec: Sendable {
         ParameterSpec(name, .float, scope, default: d.map { .value(.number($0)) } ?? .required)
     }
     static func bool(_ name: String, _ d: Bool) -> ParameterSpec { ParameterSpec(name, .bool, .shared, default: .value(.bool(d))) }
+    /// A string such as a statistics file path (fisher, regmean).
+    static func string(_ name: String, _ scope: ParameterScope) -> ParameterSpec { ParameterSpec(name, .string, scope, default: .required) }
 }
 
 public enum BasePolicy: Sendable { case optional, required, ignored }
@@ -55,6 +57,7 @@ public struct ResolvedParameters: Equatable, Sendable {
     public func float(_ name: String) -> Float { Float(double(name)) }
     public func bool(_ name: String) -> Bool { if case let .bool(b)? = shared[name] { return b }; return (shared[name]?.numericValue ?? 0) != 0 }
     public func double(_ name: String, input i: Int) -> Double? { perInput[i][name]?.numericValue }
+    public func string(_ name: String, input i: Int) -> String? { i < perInput.count ? perInput[i][name].map(\.description) : nil }
 }
 
 /// One tensor's inputs in Float32 (already rounded to the computation dtype), the output buffer, and
@@ -70,9 +73,17 @@ public final class MergeGroup {
     /// The dtype mergekit would run the torch ops in; `Precision.r` emulates its rounding after each op.
     public let precision: Precision
     public let seed: UInt64
+    /// Each input's tensor name in its own model (differs from `name` when slices remap layers); the
+    /// statistics methods look their per-model statistics up by it.
+    public let inputTensors: [String]
+    /// Where relative paths in parameters resolve (the merge's working directory); nil: the current one.
+    public let workingDirectory: String?
 
     public init(name: String, shape: [Int], inputs: [UnsafeMutableBufferPointer<Float>], inputNames: [String],
-                baseIndex: Int?, output: UnsafeMutableBufferPointer<Float>, precision: Precision, seed: UInt64) {
+                baseIndex: Int?, output: UnsafeMutableBufferPointer<Float>, precision: Precision, seed: UInt64,
+                inputTensors: [String]? = nil, workingDirectory: String? = nil) {
+        self.inputTensors = inputTensors ?? inputs.map { _ in name }
+        self.workingDirectory = workingDirectory
         self.name = name
         self.shape = shape
         self.inputs = inputs
@@ -147,6 +158,8 @@ public enum MethodRegistry {
         NearSwap(),
         ArceeFusion(),
         Passthrough(),
+        FisherMerge(),
+        RegMean(),
     ]
 
     public static var names: [String] { all.map(\.name) }

@@ -1,0 +1,205 @@
+// Rotary embeddings, causal self-attention and embeddings for training, over B sequences of T
+// tokens (row b*T + t, position t). Attention follows transformers' eager path: S = q kᵀ · scale,
+// causal mask plus optional sliding window (key j visible from query i when j ≤ i and i − j < W),
+// softmax in f32, o = P v; query head h reads kv head h / (H / KVH) (repeat_kv).
+import Foundation
+import FuseTensor
+import CFuseKernels
+import COpenBLAS
+
+extension Tape {
+    /// Rotates the `heads` head vectors of each row of x `[N, heads*D]` by its position (rotate_half,
+    /// the frequencies and scaling rule of `rope`). Backward is the rotation by −θ.
+    public func rope(_ x: Variable, heads: Int, rope: RoPE, positions: [Int32]) throws -> Variable {
+        guard x.cols == heads * rope.dim, positions.count == x.rows else {
+            throw NNError.shapeMismatch(tensor: "RoPE input", expected: [positions.count, heads * rope.dim], got: [x.rows, x.cols])
+        }
+        let y = Variable(rows: x.rows, cols: x.cols, requiresGrad: needsGrad(x))
+        y.data.update(from: x.data, count: x.count)
+        ropeForward(y.data, rows: x.rows, heads: heads, rope: rope, positions: positions)
+        if let gy = y.grad, let gx = x.grad {
+            let n = x.count, rows = x.rows
+            let backward = positions.map { -$0 }
+            record(y) {
+                let t = SavedFloats(n)
+                t.pointer.update(from: gy, count: n)
+                ropeForward(t.pointer, rows: rows, heads: heads, rope: rope, positions: backward)
+                addBackward(t.pointer, gx, nil, count: n)
+            }
+        }
+        return y
+    }
+}
+
+/// In place: x `[rows, heads*D]`, row r at position positions[r]. Rows run in parallel chunks.
+/// Called with negated positions it applies the transpose (rotation by −θ, same attention scaling).
+public func ropeForward(_ x: UnsafeMutablePointer<Float>, rows: Int, heads: Int, rope: RoPE, positions: [Int32]) {
+    let ld = heads * rope.dim
+    positions.withUnsafeBufferPointer { p in
+        rope.inverseFrequencies.withUnsafeBufferPointer { f in
+            guard let pb = p.baseAddress, let fb = f.baseAddress else { return }
+            parallelFor(count: rows, chunkSize: max(1, rowChunk(ld) / 4)) { _, r in
+                fk_rope(x + r.lowerBound * ld, r.count, ld, heads, rope.dim, pb + r.lowerBound, fb, rope.attentionScaling)
+            }
+        }
+    }
+}
+
+/// Shapes of one attention call.
+public struct AttentionShape: Sendable {
+    public var batch: Int, length: Int, heads: Int, kvHeads: Int, headDim: Int
+    /// Score scale (1/√D, or query_pre_attn_scalar^-½).
+    public var scale: Float
+    /// Sliding window in positions; 0 = full causal attention.
+    public var window: Int
+
+    public init(batch: Int, length: Int, heads: Int, kvHeads: Int, headDim: Int, scale: Float, window: Int = 0) {
+        self.batch = batch; self.length = length; self.heads = heads; self.kvHeads = kvHeads; self.headDim = headDim
+        self.scale = scale; self.window = window
+    }
+}
+
+extension Tape {
+    /// o `[N, H*D]` = softmax(q kᵀ · scale + mask) v per (sequence, head); q `[N, H*D]`, k and v `[N, KVH*D]`.
+    /// Saves the probabilities `[B, H, T, T]` for backward.
+    public func attention(q: Variable, k: Variable, v: Variable, _ s: AttentionShape) throws -> Variable {
+        let n = s.batch * s.length
+        guard s.heads > 0, s.kvHeads > 0, s.heads % s.kvHeads == 0 else {
+            throw NNError.invalidArgument("\(s.heads) query heads cannot share \(s.kvHeads) key/value heads evenly")
+        }
+        guard q.rows == n, q.cols == s.heads * s.headDim else {
+            throw NNError.shapeMismatch(tensor: "attention q", expected: [n, s.heads * s.headDim], got: [q.rows, q.cols])
+        }
+        guard k.rows == n, v.rows == n, k.cols == s.kvHeads * s.headDim, v.cols == k.cols else {
+            throw NNError.shapeMismatch(tensor: "attention k/v", expected: [n, s.kvHeads * s.headDim], got: [k.rows, k.cols, v.rows, v.cols])
+        }
+        let out = Variable(rows: n, cols: q.cols, requiresGrad: needsGrad(q, k, v))
+        let probs = SavedFloats(out.requiresGrad ? s.batch * s.heads * s.length * s.length : 1)
+        attentionForward(q: q.data, k: k.data, v: v.data, s, into: out.data, probs: out.requiresGrad ? probs.pointer : nil)
+        if let gy = out.grad {
+            record(out) {
+                attentionBackward(gy, q: q.data, k: k.data, v: v.data, s, probs: probs.pointer, dq: q.grad, dk: k.grad, dv: v.grad)
+                withExtendedLifetime((q, k, v)) {}
+            }
+        }
+        return out
+    }
+}
+
+/// Masked, scaled softmax of one score row in place (keys 0...i visible, and i − j < window when set).
+@inline(__always) func causalSoftmaxRow(_ row: UnsafeMutablePointer<Float>, query i: Int, keys t: Int, scale: Float, window: Int) {
+    let first = window > 0 ? max(0, i - window + 1) : 0
+    var mx = -Float.infinity
+    for j in first...i { row[j] *= scale; mx = max(mx, row[j]) }
+    var sum: Float = 0
+    for j in first...i { let e = expf(row[j] - mx); row[j] = e; sum += e }
+    let inv = 1 / sum
+    for j in 0..<first { row[j] = 0 }
+    for j in first...i { row[j] *= inv }
+    for j in (i + 1)..<max(t, i + 1) { row[j] = 0 }
+}
+
+/// Per (sequence, head) job: S = Q Kᵀ by sgemm, masked softmax, O = P V by sgemm. `probs` `[B, H, T, T]`
+/// receives P when non-nil.
+public func attentionForward(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, _ s: AttentionShape,
+                             into out: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>?) {
+    let (t, hq, kvh, d) = (s.length, s.heads, s.kvHeads, s.headDim)
+    let group = hq / kvh, ldq = hq * d, ldk = kvh * d
+    withSingleThreadedBLAS {
+        parallelFor(count: s.batch * hq, chunkSize: 1) { _, r in
+            let scratch = probs == nil ? SavedFloats(t * t) : nil
+            for job in r {
+                let b = job / hq, h = job % hq, g = h / group
+                let p: UnsafeMutablePointer<Float>
+                if let probs { p = probs + job * t * t } else if let scratch { p = scratch.pointer } else { continue }
+                let qh = q + b * t * ldq + h * d, kh = k + b * t * ldk + g * d, vh = v + b * t * ldk + g * d
+                BLAS.sgemm(transB: true, m: t, n: t, k: d, a: qh, lda: ldq, b: kh, ldb: ldk, c: p, ldc: t)
+                for i in 0..<t { causalSoftmaxRow(p + i * t, query: i, keys: t, scale: s.scale, window: s.window) }
+                BLAS.sgemm(m: t, n: d, k: t, a: p, lda: t, b: vh, ldb: ldk, c: out + b * t * ldq + h * d, ldc: ldq)
+            }
+        }
+    }
+}
+
+/// With P saved and dP = dO Vᵀ:  dS = P ⊙ (dP − rowsum(P ⊙ dP)) · scale;  dQ += dS K;  dK += dSᵀ Q;
+/// dV += Pᵀ dO. dK and dV of the query heads sharing a kv head are summed in head order.
+public func attentionBackward(_ dout: UnsafePointer<Float>, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
+                              _ s: AttentionShape, probs: UnsafePointer<Float>,
+                              dq: UnsafeMutablePointer<Float>?, dk: UnsafeMutablePointer<Float>?, dv: UnsafeMutablePointer<Float>?) {
+    let (t, hq, kvh, d) = (s.length, s.heads, s.kvHeads, s.headDim)
+    let group = hq / kvh, ldq = hq * d, ldk = kvh * d
+    let perHead = SavedFloats(2 * s.batch * hq * t * d)   // dK then dV of each (sequence, query head)
+    let dkHeads = perHead.pointer, dvHeads = perHead.pointer + s.batch * hq * t * d
+    withSingleThreadedBLAS {
+        parallelFor(count: s.batch * hq, chunkSize: 1) { _, r in
+            let dS = SavedFloats(t * t)
+            for job in r {
+                let b = job / hq, h = job % hq, g = h / group
+                let p = probs + job * t * t, ds = dS.pointer
+                let qh = q + b * t * ldq + h * d, kh = k + b * t * ldk + g * d, vh = v + b * t * ldk + g * d
+                let doh = dout + b * t * ldq + h * d
+                // dV_h = Pᵀ dO
+                BLAS.sgemm(transA: true, m: t, n: d, k: t, a: p, lda: t, b: doh, ldb: ldq, c: dvHeads + job * t * d, ldc: d)
+                // dP = dO Vᵀ, then dS = P ⊙ (dP − Σ P dP) · scale (rows only up to the diagonal are nonzero)
+                BLAS.sgemm(transB: true, m: t, n: t, k: d, a: doh, lda: ldq, b: vh, ldb: ldk, c: ds, ldc: t)
+                for i in 0..<t {
+                    let pr = p + i * t, dr = ds + i * t
+                    var dot: Float = 0
+                    for j in 0...i { dot += pr[j] * dr[j] }
+                    for j in 0...i { dr[j] = pr[j] * (dr[j] - dot) * s.scale }
+                    for j in (i + 1)..<max(t, i + 1) { dr[j] = 0 }
+                }
+                if let dq { BLAS.sgemm(m: t, n: d, k: t, a: ds, lda: t, b: kh, ldb: ldk, beta: 1, c: dq + b * t * ldq + h * d, ldc: ldq) }
+                BLAS.sgemm(transA: true, m: t, n: d, k: t, a: ds, lda: t, b: qh, ldb: ldq, c: dkHeads + job * t * d, ldc: d)
+            }
+        }
+    }
+    // Sum the group's heads into each kv head, in head order (no two jobs write one element).
+    parallelFor(count: s.batch * kvh, chunkSize: 1) { _, r in
+        for job in r {
+            let b = job / kvh, g = job % kvh
+            for h in (g * group)..<((g + 1) * group) {
+                let src = (b * hq + h) * t * d
+                for i in 0..<t {
+                    let row = (b * t + i) * ldk + g * d
+                    if let dk { for e in 0..<d { dk[row + e] += dkHeads[src + i * d + e] } }
+                    if let dv { for e in 0..<d { dv[row + e] += dvHeads[src + i * d + e] } }
+                }
+            }
+        }
+    }
+}
+
+// MARK: - embeddings
+
+extension Tape {
+    /// y `[N, C]` = table[ids] · scale (Gemma scales by √C; GPT-2's learned positions use this too).
+    public func embedding(_ ids: [Int], table: Variable, scale: Float = 1, name: String) throws -> Variable {
+        let (v, c) = (table.rows, table.cols)
+        for id in ids where id < 0 || id >= v { throw NNError.tokenOutOfRange(token: id, vocabulary: v) }
+        let y = Variable(rows: ids.count, cols: c, requiresGrad: needsGrad(table))
+        for (i, id) in ids.enumerated() {
+            let src = table.data + id * c, dst = y.data + i * c
+            if scale == 1 { dst.update(from: src, count: c) } else { for j in 0..<c { dst[j] = src[j] * scale } }
+        }
+        if let gy = y.grad, let gt = table.grad {
+            record(y) {
+                embeddingBackward(gy, ids: ids, dim: c, scale: scale, dTable: gt)
+                withExtendedLifetime(table) {}
+            }
+        }
+        return y
+    }
+}
+
+/// dTable[ids[i]] += scale · dy[i], split over column blocks so rows repeat in order on one thread.
+public func embeddingBackward(_ dy: UnsafePointer<Float>, ids: [Int], dim c: Int, scale: Float, dTable: UnsafeMutablePointer<Float>) {
+    ids.withUnsafeBufferPointer { idp in
+        parallelFor(count: c, chunkSize: max(16, (c + 3) / 4)) { _, cols in
+            for (i, id) in idp.enumerated() {
+                let src = dy + i * c, dst = dTable + id * c
+                for j in cols { dst[j] += src[j] * scale }
+            }
+        }
+    }
+}
