@@ -48,6 +48,15 @@ public struct Report {
             let analysis = EvolveAnalysis.analyze(runDirectory: dir, log: log, progress: progress)
             evolveSections(analysis, into: &page)
             json.append(("evolve", analysis.json))
+        case "train", "transfer", "distill":
+            if log.command == "transfer" { transferSections(log, into: &page) }
+            let path = dir + "/" + (log.logs.first { $0.0 == "metrics" }?.1 ?? "metrics.jsonl")
+            if let curves = TrainingCurves.read(path) {
+                trainingSections(curves, into: &page, what: log.command == "train" ? "Training" : "Its training")
+                json.append(("training", curves.json))
+            } else {
+                page.warnings.append("\(path): no training metrics to plot")
+            }
         default:
             page.warnings.append("This FuseKit has no analysis for '\(log.command)' runs yet; showing the run's record only.")
         }

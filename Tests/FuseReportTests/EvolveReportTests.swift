@@ -65,3 +65,28 @@ final class EvolveReportTests: XCTestCase {
         XCTAssertEqual(partial.json["evolve"]?["generations"]?.array?.count, 2)
     }
 }
+
+final class TrainingReportTests: XCTestCase {
+    func testTransferRunReport() throws {
+        let dir = NSTemporaryDirectory() + "fusekit-transfer-report-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let metrics = (1...5).map { #"{"step": \#($0), "loss": \#(3.0 - 0.4 * Double($0)), "lr": 0.001, "grad_norm": 1.0, "tokens_per_s": 900.5}"# }
+            + [#"{"step": 6, "loss": 0.5, "lr": 0.0005, "grad_norm": 1.0, "tokens_per_s": 901, "eval_loss": 0.9}"#, #"{"step": 7, "lo"#]
+        try metrics.joined(separator: "\n").write(toFile: dir + "/metrics.jsonl", atomically: true, encoding: .utf8)
+        var log = RunLog(command: "transfer", status: .complete)
+        log.measurements = .object([("layer_map", .array([0, 0, 1, 2].map { .int($0) })), ("modules", .int(28)),
+                                    ("step0_loss_difference", .double(2e-7)), ("truncation_energy_lost", .double(0.25))])
+        log.logs = [("metrics", "metrics.jsonl")]
+        try log.write(to: dir)
+        let r = try Report.build(runDirectory: dir)
+        XCTAssertEqual(r.json["training"]?["steps"]?.array?.count, 6)
+        XCTAssertEqual(r.json["training"]?["loss"]?.array?.first?.double ?? 0, 2.6, accuracy: 1e-12)
+        XCTAssertTrue(r.page.summary.contains { $0.contains("teacher layers 0, 0, 1, 2") }, "\(r.page.summary)")
+        XCTAssertTrue(r.page.summary.contains { $0.contains("from 2.6 to 0.5") && $0.contains("held-out loss from 0.9 to 0.9") }, "\(r.page.summary)")
+        XCTAssertTrue(r.page.summary.contains { $0.contains("75.0%") })
+        XCTAssertTrue(r.page.warnings.isEmpty, "\(r.page.warnings)")
+        try r.write(html: dir + "/report.html")
+        try renderInChromium(dir + "/report.html", plots: r.page.plotCount)
+    }
+}
