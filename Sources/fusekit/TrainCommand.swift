@@ -3,6 +3,7 @@ import Foundation
 import FuseIO
 import FuseModels
 import FuseNN
+import FuseReport
 import FuseTrain
 
 /// The training data flags `train` and `stats` share.
@@ -134,7 +135,28 @@ struct TrainCommand: ParsableCommand {
                 + (data.dropped > 0 ? " (\(data.dropped) dropped: nothing left after truncation)" : "")
                 + "; \(model.trainableParameters.reduce(0) { $0 + $1.count }.formatted()) trainable parameters, \(settings.steps) steps\n").utf8))
         }
-        let summary = try trainer.run(resume: resume) { bar.update($0) }
+        // run.json: written as `running` first, so a killed run still leaves a report-able record.
+        try fm.createDirectory(atPath: outDir, withIntermediateDirectories: true)
+        var runLog = RunLog(command: "train")
+        runLog.inputs = [RunLog.Input(role: "model", name: modelArguments.model, path: modelArguments.model, identity: modelIdentity(path: modelArguments.model)),
+                         RunLog.Input(role: "data", name: dataArguments.data, path: dataArguments.data, identity: modelIdentity(path: dataArguments.data))]
+        runLog.logs = [("metrics", "metrics.jsonl")]
+        try runLog.write(to: outDir)
+        let summary: TrainSummary
+        do { summary = try trainer.run(resume: resume) { bar.update($0) } } catch {
+            runLog.status = .failed; runLog.finished = Date()
+            try? runLog.write(to: outDir)
+            throw error
+        }
+        runLog.status = .complete
+        runLog.finished = Date()
+        runLog.timings = [("training_seconds", summary.seconds), ("total_seconds", Date().timeIntervalSince(runLog.started))]
+        runLog.measurements = .object([
+            ("kind", .string(lora != nil ? "lora" : "full")), ("steps", .int(summary.steps)),
+            ("resumed_from", summary.resumedFrom.map { .int($0) } ?? .null), ("tokens", .int(summary.tokens)),
+            ("final_loss", summary.finalLoss.map { .double($0) } ?? .null), ("eval_loss", summary.finalEvalLoss.map { .double($0) } ?? .null),
+        ])
+        try runLog.write(to: outDir)
 
         // The result, next to the log and checkpoints.
         if let lora {
