@@ -42,9 +42,7 @@ public struct SCE: MergeMethod {
                 // equal to it are kept follows torch's CPU selection algorithm (TorchTopK), run only then.
                 let k = Int(Double(nonzero) * topk)
                 let keep = LargestSelection(variance, k: k)
-                var atThreshold = 0
-                if k > 0 && k < n { for j in 0..<n where keep.isThreshold(variance[j]) { atThreshold += 1 } }
-                if atThreshold > keep.takeAtThreshold {
+                if keep.splitsTies(variance) {
                     let mask = Scratch(count: n)
                     for j in TorchTopK.largest(variance, k: k) { mask.buffer[Int(j)] = 1 }
                     for j in 0..<n where mask.buffer[j] == 0 { for tau in taus { tau[j] = 0 } }

@@ -37,7 +37,15 @@ extension Sparsifier {
         case .magnitude:
             if a.density <= 0 || n == 0 { tau.update(repeating: 0); return }
             let k = max(1, Int(a.density * Double(n)))
-            rescaleMasked(tau, precision: precision, rescale: a.rescale, rule: TopKRule(selection: LargestSelection(tau, k: k, bf16Exact: precision == .bf16)))
+            let selection = LargestSelection(tau, k: k, bf16Exact: precision == .bf16)
+            if selection.splitsTies(tau) {   // which tied |τ| are kept follows torch's argsort (TorchTopK)
+                var mask = TorchTopK.sortedRange(tau, descending: true, magnitude: true, 0..<k)
+                mask.withUnsafeMutableBufferPointer { m in
+                    rescaleMasked(tau, precision: precision, rescale: a.rescale, rule: MaskRule(mask: m))
+                }
+                return
+            }
+            rescaleMasked(tau, precision: precision, rescale: a.rescale, rule: TopKRule(selection: selection))
 
         case .magnitudeOutliers:
             let target = Int(a.density * Double(n))
@@ -49,6 +57,13 @@ extension Sparsifier {
             let excluded = max(0, upper - target)
             let rule = BandRule(inside: LargestSelection(tau, k: upper, bf16Exact: precision == .bf16),
                                 outliers: LargestSelection(tau, k: excluded, bf16Exact: precision == .bf16))
+            if rule.inside.splitsTies(tau) || rule.outliers.splitsTies(tau) {   // torch.sort's order among ties
+                var mask = TorchTopK.sortedRange(tau, descending: false, magnitude: true, bottom..<min(n, bottom + target))
+                mask.withUnsafeMutableBufferPointer { m in
+                    rescaleMasked(tau, precision: precision, rescale: a.rescale, rule: MaskRule(mask: m))
+                }
+                return
+            }
             rescaleMasked(tau, precision: precision, rescale: a.rescale, rule: rule)
 
         case .random:
@@ -229,6 +244,15 @@ struct LargestSelection {
         var total = [Int](repeating: 0, count: bins)
         for w in 0..<workers { for b in 0..<bins { total[b] += counts[w * bins + b] } }
         return total
+    }
+
+    /// Whether some entries equal to the threshold are kept and others not: then which ones is decided by
+    /// the reference's sort, not by index order.
+    func splitsTies(_ x: UnsafeMutableBufferPointer<Float>) -> Bool {
+        if all || none { return false }
+        var atThreshold = 0
+        for v in x where isThreshold(v) { atThreshold += 1 }
+        return atThreshold > takeAtThreshold
     }
 
     /// Whether |v| equals the k-th largest magnitude (ties there are broken by index order).

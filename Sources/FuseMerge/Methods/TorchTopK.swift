@@ -1,4 +1,10 @@
-/// Which indices `torch.topk(x, k, largest=True)` returns on the CPU when values tie at the k-th largest.
+/// Which indices `torch.topk(x, k, largest=True)` and `torch.sort` / `torch.argsort` (unstable, the
+/// default) put where on the CPU when values tie, so selections by rank match mergekit's bit for bit.
+///
+/// torch.sort on a CPU tensor runs libstdc++'s `std::sort` over (value, index) pairs with the comparator
+/// "x is NaN and y is not, or x > y" (descending) or "y is NaN and x is not, or x < y" (ascending); the
+/// port below (`__introsort_loop`, `__partial_sort`, `__final_insertion_sort`) only follows partitions that
+/// straddle the wanted rank range, since the others cannot move an element across it.
 ///
 /// torch's CPU kernel (aten/src/ATen/native/cpu/SortingKernel.cpp, `topk_impl_loop`) fills a vector of
 /// (value, index) pairs in index order and runs libstdc++'s `std::partial_sort` when k·64 <= n, otherwise
@@ -12,10 +18,51 @@
 struct TorchTopK {
     typealias Element = Int32
     let v: UnsafeMutableBufferPointer<Float>
+    var descending = true
+    /// Compare |v| (mergekit sorts `tensor.abs()`).
+    var magnitude = false
 
     @inline(__always) func before(_ x: Element, _ y: Element) -> Bool {
-        let a = v[Int(x)], b = v[Int(y)]
-        return (a.isNaN && !b.isNaN) || a > b
+        let a = magnitude ? abs(v[Int(x)]) : v[Int(x)], b = magnitude ? abs(v[Int(y)]) : v[Int(y)]
+        return descending ? (a.isNaN && !b.isNaN) || a > b : (!a.isNaN && b.isNaN) || a < b
+    }
+
+    /// Which entries `torch.sort(x, descending:)` puts at sorted positions lo..<hi (mergekit's
+    /// `argsort(w, descending=True)[:k]` and breadcrumbs' `sort(w).indices[lo:hi]`), as a mask.
+    static func sortedRange(_ x: UnsafeMutableBufferPointer<Float>, descending: Bool, magnitude: Bool = false, _ range: Range<Int>) -> [Bool] {
+        let n = x.count
+        var mask = [Bool](repeating: false, count: n)
+        var q = (0..<Int32(n)).map { $0 }
+        let t = TorchTopK(v: x, descending: descending, magnitude: magnitude)
+        let bounds = [range.lowerBound, range.upperBound].filter { $0 > 0 && $0 < n }
+        q.withUnsafeMutableBufferPointer { p in
+            var small: [(Int, Int)] = []
+            func straddles(_ first: Int, _ last: Int) -> Bool { bounds.contains { first < $0 && $0 < last } }
+            func loop(_ first: Int, _ last: Int, _ depth: Int) {
+                var last = last, depth = depth
+                while last - first > 16 {   // libstdc++ _S_threshold
+                    if !straddles(first, last) { return }
+                    if depth == 0 { t.heapSelect(p, first, last, last); t.sortHeap(p, first, last); return }
+                    depth -= 1
+                    let mid = first + (last - first) / 2
+                    t.moveMedianToFirst(p, first, first + 1, mid, last - 1)
+                    let cut = t.unguardedPartition(p, first + 1, last, pivot: first)
+                    loop(cut, last, depth)
+                    last = cut
+                }
+                if straddles(first, last) { small.append((first, last)) }
+            }
+            if n > 1 {
+                var lg = 0
+                while (1 << (lg + 1)) <= n { lg += 1 }
+                loop(0, n, 2 * lg)
+            }
+            // The final insertion sort moves nothing across the partitions, so sorting each small range
+            // that holds a boundary gives the same positions.
+            for (first, last) in small { t.insertionSort(p, first, last) }
+            for k in range { mask[Int(p[k])] = true }
+        }
+        return mask
     }
 
     /// The indices of the k largest values of `x`, as torch.topk picks them.
@@ -127,6 +174,16 @@ struct TorchTopK {
             adjustHeap(q, first, parent, length, q[first + parent])
             if parent == 0 { return }
             parent -= 1
+        }
+    }
+
+    func sortHeap(_ q: Buffer, _ first: Int, _ last: Int) {
+        var last = last
+        while last - first > 1 {   // __pop_heap(first, last - 1, last - 1)
+            last -= 1
+            let value = q[last]
+            q[last] = q[first]
+            adjustHeap(q, first, 0, last - first, value)
         }
     }
 
