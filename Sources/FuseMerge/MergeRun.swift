@@ -17,6 +17,9 @@ public struct MergeRunOptions: Sendable {
     /// fsync the shards before the folder is renamed into place. Off by default, like mergekit: the
     /// rename already guarantees a crash of this process never leaves a partial folder.
     public var syncOutput = false
+    /// dtype `model+lora` references are loaded in before the adapter is merged (mergekit's
+    /// `--lora-merge-dtype`); nil keeps each tensor's stored dtype.
+    public var loraDType: DType?
     public init() {}
 }
 
@@ -78,7 +81,7 @@ public func runMerge(config: MergeConfig, outPath: String, options: MergeRunOpti
                      workingDirectory: String = FileManager.default.currentDirectoryPath,
                      progress: ((Int, Int, String) -> Void)? = nil) throws -> MergeSummary {
     let start = Date()
-    let sources = try openModels(config, relativeTo: workingDirectory)
+    let sources = try openModels(config, relativeTo: workingDirectory, loraDType: options.loraDType)
     let planner = try MergePlanner(config: config, sources: sources, outDTypeOverride: options.outDType)
     var plan = try planner.plan()
     let ordered: [ModelSource] = try plan.models.map { m in
