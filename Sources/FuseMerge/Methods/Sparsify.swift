@@ -39,9 +39,9 @@ extension Sparsifier {
             let k = max(1, Int(a.density * Double(n)))
             let selection = LargestSelection(tau, k: k, bf16Exact: precision == .bf16)
             if selection.splitsTies(tau) {   // which tied |τ| are kept follows torch's argsort (TorchTopK)
-                var mask = TorchTopK.sortedRange(tau, descending: true, magnitude: true, 0..<k)
-                mask.withUnsafeMutableBufferPointer { m in
-                    rescaleMasked(tau, precision: precision, rescale: a.rescale, rule: MaskRule(mask: m))
+                let mask = TorchTopK.sortedRange(tau, descending: true, 0..<k)
+                mask.words.withUnsafeBufferPointer { w in
+                    rescaleMasked(tau, precision: precision, rescale: a.rescale, rule: BitMaskRule(words: w))
                 }
                 return
             }
@@ -58,9 +58,9 @@ extension Sparsifier {
             let rule = BandRule(inside: LargestSelection(tau, k: upper, bf16Exact: precision == .bf16),
                                 outliers: LargestSelection(tau, k: excluded, bf16Exact: precision == .bf16))
             if rule.inside.splitsTies(tau) || rule.outliers.splitsTies(tau) {   // torch.sort's order among ties
-                var mask = TorchTopK.sortedRange(tau, descending: false, magnitude: true, bottom..<min(n, bottom + target))
-                mask.withUnsafeMutableBufferPointer { m in
-                    rescaleMasked(tau, precision: precision, rescale: a.rescale, rule: MaskRule(mask: m))
+                let mask = TorchTopK.sortedRange(tau, descending: false, bottom..<min(n, bottom + target))
+                mask.words.withUnsafeBufferPointer { w in
+                    rescaleMasked(tau, precision: precision, rescale: a.rescale, rule: BitMaskRule(words: w))
                 }
                 return
             }
@@ -136,6 +136,10 @@ struct TopKRule: KeepRule {
 struct BandRule: KeepRule {
     let inside: LargestSelection, outliers: LargestSelection
     @inline(__always) func keep(_ i: Int, _ v: Float) -> Bool { inside.contains(i, v) && !outliers.contains(i, v) }
+}
+struct BitMaskRule: KeepRule {
+    let words: UnsafeBufferPointer<UInt64>
+    @inline(__always) func keep(_ i: Int, _ v: Float) -> Bool { words[i >> 6] & (1 << UInt64(i & 63)) != 0 }
 }
 struct MaskRule: KeepRule {
     let mask: UnsafeMutableBufferPointer<Bool>
