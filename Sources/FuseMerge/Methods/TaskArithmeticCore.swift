@@ -1,3 +1,4 @@
+import CFuseKernels
 import FuseTensor
 
 /// The generalized task-arithmetic merge (mergekit `GeneralizedTaskArithmeticMerge`): task_arithmetic,
@@ -73,8 +74,8 @@ public struct TaskArithmeticFamily: MergeMethod {
         let out = g.output
         parallelFor(count: n, chunkSize: combineChunk) { _, r in
             switch pr {
-            case .f32: combine(RoundF32.self, taus, base, out, r, settings)
-            case .bf16: combine(RoundBF16.self, taus, base, out, r, settings)
+            case .f32: combineKernel(taus, base, out, r, settings, bf16: false)
+            case .bf16: combineKernel(taus, base, out, r, settings, bf16: true)
             case .f16: combine(RoundF16.self, taus, base, out, r, settings)
             }
         }
@@ -94,7 +95,23 @@ struct CombineSettings {
     let subtractBase: Bool
 }
 
-/// Steps 3-7 over one chunk, one model at a time so every loop vectorises. `taus` are overwritten with
+/// `combine` in C (CFuseKernels merge.c: AVX-512 where the CPU has it, else the same loops), bit-equal to
+/// the Swift reference below for f32 and bf16.
+func combineKernel(_ taus: [UnsafeMutableBufferPointer<Float>], _ base: UnsafeMutableBufferPointer<Float>,
+                   _ out: UnsafeMutableBufferPointer<Float>, _ r: Range<Int>, _ s: CombineSettings, bf16: Bool) {
+    guard let b = base.baseAddress, let o = out.baseAddress, !r.isEmpty else { return }
+    let pointers: [UnsafeMutablePointer<Float>?] = taus.map(\.baseAddress)
+    s.weights.withUnsafeBufferPointer { w in
+        pointers.withUnsafeBufferPointer { p in
+            var settings = fk_combine_settings(weights: w.baseAddress, count: Int32(taus.count), consensus: s.consensus ? 1 : 0,
+                                               normalize: s.normalize ? 1 : 0, lambda: s.lambda, scalar_divisor: s.scalarDivisor,
+                                               subtract_base: s.subtractBase ? 1 : 0, rounding: bf16 ? 1 : 0)
+            fk_ta_combine(p.baseAddress, b, o, r.lowerBound, r.count, &settings)
+        }
+    }
+}
+
+/// Steps 3-7 over one chunk, one model at a time so every loop vectorises (the reference for `combineKernel`). `taus` are overwritten with
 /// uᵢ = r(τᵢ·wᵢ). Rounding follows torch's op order: mul_, sum(0), (masked) sum(0), div, mul, add.
 func combine<R: Rounder>(_: R.Type, _ taus: [UnsafeMutableBufferPointer<Float>], _ base: UnsafeMutableBufferPointer<Float>,
                          _ out: UnsafeMutableBufferPointer<Float>, _ r: Range<Int>, _ s: CombineSettings) {
