@@ -45,11 +45,12 @@ public struct TaskArithmeticFamily: MergeMethod {
         let n = g.count
         let rescale = p.bool("rescale")
 
-        // 1-3: τᵢ in place of θᵢ, sparsified; the weight multiply is fused into step 4.
-        var weights: [Float] = []
-        for i in others {
-            let tau = g.inputs[i]
-            if let sparsifier {
+        // 1-3: τᵢ in place of θᵢ, sparsified; the weight multiply is fused into step 4. Each τᵢ is its own
+        // job (results never depend on which thread runs it); tensors above `parallelSparsifyElements` go
+        // one at a time, so the rank selection's index array exists once (memory bound of the embedding).
+        if let sparsifier {
+            let sparsify = { (k: Int) throws in
+                let i = others[k], tau = g.inputs[i]
                 subtractInPlace(tau, base, pr)
                 let args = SparsifyArguments(density: p.double("density", input: i) ?? 1,
                                              gamma: p.double("gamma", input: i) ?? 0.01,
@@ -57,9 +58,14 @@ public struct TaskArithmeticFamily: MergeMethod {
                 try sparsifier.apply(tau, shape: g.shape, args, precision: pr, seed: g.seed,
                                      streamName: "\(g.name)#\(i)", tensorName: g.name)
             }
-            // mergekit builds the weight tensor in the deltas' dtype, so weights are rounded too.
-            weights.append(pr.r(Float(p.double("weight", input: i) ?? 0)))
+            if n <= parallelSparsifyElements {
+                try parallelForThrowing(count: others.count, chunkSize: 1) { k, _ in try sparsify(k) }
+            } else {
+                for k in others.indices { try sparsify(k) }
+            }
         }
+        // mergekit builds the weight tensor in the deltas' dtype, so weights are rounded too.
+        let weights = others.map { pr.r(Float(p.double("weight", input: $0) ?? 0)) }
 
         let normalize = p.bool("normalize")
         let lambda = Float(p.double("lambda"))
@@ -81,6 +87,10 @@ public struct TaskArithmeticFamily: MergeMethod {
         }
     }
 }
+
+/// Largest tensor whose task vectors are sparsified concurrently (16M elements: 64 MB of index array per
+/// concurrent rank selection).
+let parallelSparsifyElements = 1 << 24
 
 /// Elements per combine chunk: small enough that a chunk's working set stays in L2.
 let combineChunk = 1 << 14
