@@ -33,6 +33,7 @@ test: deps
 	$(SWIFT) test --skip-build
 	# the portable (no F16C/AVX-512) conversion paths against the same torch fixtures
 	FUSEKIT_PORTABLE=1 $(SWIFT) test --skip-build --filter ConversionTests
+	FUSEKIT_PORTABLE=1 $(SWIFT) test --skip-build --filter CombineKernelTests
 
 demo: release
 	Tools/fetch-models.sh $(MODELS_DIR)

@@ -27,7 +27,7 @@ let package = Package(
         .target(name: "FuseIO", dependencies: ["FuseTensor"], swiftSettings: fastMath),
         .target(name: "FuseTokenizers", dependencies: ["FuseIO"], swiftSettings: fastMath),
         .target(name: "FuseMerge", dependencies: [
-            "FuseIO", "FuseTensor", .product(name: "Yams", package: "Yams"),
+            "FuseIO", "FuseTensor", "CFuseKernels", .product(name: "Yams", package: "Yams"),
         ], swiftSettings: fastMath),
         .target(name: "FuseNN", dependencies: ["FuseTensor", "CFuseKernels", "COpenBLAS"], swiftSettings: fastMath),
         .target(name: "FuseModels", dependencies: ["FuseNN", "FuseIO", "FuseTensor", "CFuseKernels"], swiftSettings: fastMath),

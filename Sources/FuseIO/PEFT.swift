@@ -220,6 +220,8 @@ public struct PEFTAdapter: @unchecked Sendable {
                 }
                 if isA { h.a = tensor } else { h.b = tensor }
                 halves[module] = h
+            } else if name.contains(".lora_") {
+                throw FuseIOError.unsupported(path: weightsPath, what: "tensor '\(info.name)' belongs to a LoRA variant FuseKit does not read (lora_bias, DoRA, ...); merge it with peft's merge_and_unload")
             } else if name.hasSuffix(".base_layer.weight") {
                 full[String(name.dropLast(".base_layer.weight".count)) + ".weight"] = tensor
             } else {

@@ -20,6 +20,9 @@ public struct MergeRunOptions: Sendable {
     /// Called with the temporary output folder once everything else is written, before it is renamed
     /// into place (the CLI writes run.json here).
     public var finishOutput: (@Sendable (_ temporaryFolder: String, _ summary: MergeSummary) throws -> Void)?
+    /// dtype `model+lora` references are loaded in before the adapter is merged (mergekit's
+    /// `--lora-merge-dtype`); nil keeps each tensor's stored dtype.
+    public var loraDType: DType?
     public init() {}
 }
 
@@ -81,7 +84,7 @@ public func runMerge(config: MergeConfig, outPath: String, options: MergeRunOpti
                      workingDirectory: String = FileManager.default.currentDirectoryPath,
                      progress: ((Int, Int, String) -> Void)? = nil) throws -> MergeSummary {
     let start = Date()
-    let sources = try openModels(config, relativeTo: workingDirectory)
+    let sources = try openModels(config, relativeTo: workingDirectory, loraDType: options.loraDType)
     let planner = try MergePlanner(config: config, sources: sources, outDTypeOverride: options.outDType)
     var plan = try planner.plan()
     let ordered: [ModelSource] = try plan.models.map { m in
@@ -111,7 +114,12 @@ public func runMerge(config: MergeConfig, outPath: String, options: MergeRunOpti
             func set(_ key: String, _ value: JSON) {
                 if let i = pairs.firstIndex(where: { $0.0 == key }) { pairs[i].1 = value } else { pairs.append((key, value)) }
             }
-            set(plan.layerCountKey, .int(plan.layerCount))
+            for (key, count) in [(plan.layerCountKey, plan.layerCount)] + plan.otherLayerCounts.map({ ($0.key, $0.count) }) {
+                let path = key.split(separator: ".").map(String.init)
+                if path.count == 1 { set(key, .int(count)) } else if let i = pairs.firstIndex(where: { $0.0 == path[0] }) {
+                    pairs[i].1 = settingPath(pairs[i].1, Array(path.dropFirst()), .int(count))
+                }
+            }
             let floatTypes = Set(infos.map(\.dtype).filter(\.isFloat))
             if let t = options.outDType ?? config.outDType ?? config.dtype ?? (floatTypes.count == 1 ? floatTypes.first : nil) {
                 pairs.removeAll { $0.0 == "torch_dtype" }
@@ -145,6 +153,14 @@ public func runMerge(config: MergeConfig, outPath: String, options: MergeRunOpti
         out.abandon()
         throw error
     }
+}
+
+/// `json` with the value at a key path (inside existing objects) replaced or added.
+func settingPath(_ json: JSON, _ path: [String], _ value: JSON) -> JSON {
+    guard let key = path.first, case var .object(pairs) = json else { return json }
+    let inner = path.count == 1 ? value : settingPath(pairs.first { $0.0 == key }?.1 ?? .object([]), Array(path.dropFirst()), value)
+    if let i = pairs.firstIndex(where: { $0.0 == key }) { pairs[i].1 = inner } else { pairs.append((key, inner)) }
+    return .object(pairs)
 }
 
 /// The README.md model card, in mergekit's layout (front matter, method, models, configuration).

@@ -34,6 +34,9 @@ struct MergeCommand: ParsableCommand {
     @Option(name: .long, help: "Output dtype (overrides the config's out_dtype): bf16, f16 or f32.")
     var dtype: OutputDType?
 
+    @Option(name: .customLong("lora-merge-dtype"), help: "dtype `model+lora` models are loaded in before the adapter is added (mergekit's --lora-merge-dtype; default: as stored).")
+    var loraMergeDType: OutputDType?
+
     @Flag(name: .long, help: "Replace OUT_DIR if it exists.")
     var force = false
 
@@ -50,7 +53,7 @@ struct MergeCommand: ParsableCommand {
         }
         let parsed = try MergeConfig.parse(yaml: text)
         if printPlan {
-            let sources = try openModels(parsed, relativeTo: FileManager.default.currentDirectoryPath)
+            let sources = try openModels(parsed, relativeTo: FileManager.default.currentDirectoryPath, loraDType: loraMergeDType?.dtype)
             print(try MergePlanner(config: parsed, sources: sources, outDTypeOverride: dtype?.dtype).plan())
             return
         }
@@ -59,6 +62,7 @@ struct MergeCommand: ParsableCommand {
         run.outDType = dtype?.dtype
         run.maxShardBytes = outShardSize.bytes
         run.force = force
+        run.loraDType = loraMergeDType?.dtype
         let progress = Progress("merge", quiet: options.quiet)
         let timer = TensorTimer()
         var log = RunLog(command: "merge")

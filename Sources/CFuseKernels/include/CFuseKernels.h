@@ -2,3 +2,4 @@
 #include "fuse_kernels.h"
 #include "fuse_nn.h"
 #include "fuse_pool.h"
+#include "fuse_merge.h"

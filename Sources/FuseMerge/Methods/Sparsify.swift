@@ -37,7 +37,15 @@ extension Sparsifier {
         case .magnitude:
             if a.density <= 0 || n == 0 { tau.update(repeating: 0); return }
             let k = max(1, Int(a.density * Double(n)))
-            rescaleMasked(tau, precision: precision, rescale: a.rescale, rule: TopKRule(selection: LargestSelection(tau, k: k, bf16Exact: precision == .bf16)))
+            let selection = LargestSelection(tau, k: k, bf16Exact: precision == .bf16)
+            if selection.splitsTies(tau) {   // which tied |τ| are kept follows torch's argsort (TorchTopK)
+                let mask = TorchTopK.sortedRange(tau, descending: true, 0..<k)
+                mask.words.withUnsafeBufferPointer { w in
+                    rescaleMasked(tau, precision: precision, rescale: a.rescale, rule: BitMaskRule(words: w))
+                }
+                return
+            }
+            rescaleMasked(tau, precision: precision, rescale: a.rescale, rule: TopKRule(selection: selection))
 
         case .magnitudeOutliers:
             let target = Int(a.density * Double(n))
@@ -49,6 +57,13 @@ extension Sparsifier {
             let excluded = max(0, upper - target)
             let rule = BandRule(inside: LargestSelection(tau, k: upper, bf16Exact: precision == .bf16),
                                 outliers: LargestSelection(tau, k: excluded, bf16Exact: precision == .bf16))
+            if rule.inside.splitsTies(tau) || rule.outliers.splitsTies(tau) {   // torch.sort's order among ties
+                let mask = TorchTopK.sortedRange(tau, descending: false, bottom..<min(n, bottom + target))
+                mask.words.withUnsafeBufferPointer { w in
+                    rescaleMasked(tau, precision: precision, rescale: a.rescale, rule: BitMaskRule(words: w))
+                }
+                return
+            }
             rescaleMasked(tau, precision: precision, rescale: a.rescale, rule: rule)
 
         case .random:
@@ -121,6 +136,10 @@ struct TopKRule: KeepRule {
 struct BandRule: KeepRule {
     let inside: LargestSelection, outliers: LargestSelection
     @inline(__always) func keep(_ i: Int, _ v: Float) -> Bool { inside.contains(i, v) && !outliers.contains(i, v) }
+}
+struct BitMaskRule: KeepRule {
+    let words: UnsafeBufferPointer<UInt64>
+    @inline(__always) func keep(_ i: Int, _ v: Float) -> Bool { words[i >> 6] & (1 << UInt64(i & 63)) != 0 }
 }
 struct MaskRule: KeepRule {
     let mask: UnsafeMutableBufferPointer<Bool>
@@ -230,6 +249,18 @@ struct LargestSelection {
         for w in 0..<workers { for b in 0..<bins { total[b] += counts[w * bins + b] } }
         return total
     }
+
+    /// Whether some entries equal to the threshold are kept and others not: then which ones is decided by
+    /// the reference's sort, not by index order.
+    func splitsTies(_ x: UnsafeMutableBufferPointer<Float>) -> Bool {
+        if all || none { return false }
+        var atThreshold = 0
+        for v in x where isThreshold(v) { atThreshold += 1 }
+        return atThreshold > takeAtThreshold
+    }
+
+    /// Whether |v| equals the k-th largest magnitude (ties there are broken by index order).
+    @inline(__always) func isThreshold(_ v: Float) -> Bool { (v.bitPattern & 0x7FFF_FFFF) == threshold }
 
     /// Whether entry `i`, whose value is `v`, is among the k largest.
     @inline(__always) func contains(_ i: Int, _ v: Float) -> Bool {

@@ -1,3 +1,4 @@
+import CFuseKernels
 import FuseTensor
 
 /// The generalized task-arithmetic merge (mergekit `GeneralizedTaskArithmeticMerge`): task_arithmetic,
@@ -44,11 +45,12 @@ public struct TaskArithmeticFamily: MergeMethod {
         let n = g.count
         let rescale = p.bool("rescale")
 
-        // 1-3: τᵢ in place of θᵢ, sparsified; the weight multiply is fused into step 4.
-        var weights: [Float] = []
-        for i in others {
-            let tau = g.inputs[i]
-            if let sparsifier {
+        // 1-3: τᵢ in place of θᵢ, sparsified; the weight multiply is fused into step 4. Each τᵢ is its own
+        // job (results never depend on which thread runs it); tensors above `parallelSparsifyElements` go
+        // one at a time, so the rank selection's index array exists once (memory bound of the embedding).
+        if let sparsifier {
+            let sparsify = { (k: Int) throws in
+                let i = others[k], tau = g.inputs[i]
                 subtractInPlace(tau, base, pr)
                 let args = SparsifyArguments(density: p.double("density", input: i) ?? 1,
                                              gamma: p.double("gamma", input: i) ?? 0.01,
@@ -56,9 +58,14 @@ public struct TaskArithmeticFamily: MergeMethod {
                 try sparsifier.apply(tau, shape: g.shape, args, precision: pr, seed: g.seed,
                                      streamName: "\(g.name)#\(i)", tensorName: g.name)
             }
-            // mergekit builds the weight tensor in the deltas' dtype, so weights are rounded too.
-            weights.append(pr.r(Float(p.double("weight", input: i) ?? 0)))
+            if n <= parallelSparsifyElements {
+                try parallelForThrowing(count: others.count, chunkSize: 1) { k, _ in try sparsify(k) }
+            } else {
+                for k in others.indices { try sparsify(k) }
+            }
         }
+        // mergekit builds the weight tensor in the deltas' dtype, so weights are rounded too.
+        let weights = others.map { pr.r(Float(p.double("weight", input: $0) ?? 0)) }
 
         let normalize = p.bool("normalize")
         let lambda = Float(p.double("lambda"))
@@ -73,13 +80,17 @@ public struct TaskArithmeticFamily: MergeMethod {
         let out = g.output
         parallelFor(count: n, chunkSize: combineChunk) { _, r in
             switch pr {
-            case .f32: combine(RoundF32.self, taus, base, out, r, settings)
-            case .bf16: combine(RoundBF16.self, taus, base, out, r, settings)
+            case .f32: combineKernel(taus, base, out, r, settings, bf16: false)
+            case .bf16: combineKernel(taus, base, out, r, settings, bf16: true)
             case .f16: combine(RoundF16.self, taus, base, out, r, settings)
             }
         }
     }
 }
+
+/// Largest tensor whose task vectors are sparsified concurrently (16M elements: 64 MB of index array per
+/// concurrent rank selection).
+let parallelSparsifyElements = 1 << 24
 
 /// Elements per combine chunk: small enough that a chunk's working set stays in L2.
 let combineChunk = 1 << 14
@@ -94,7 +105,23 @@ struct CombineSettings {
     let subtractBase: Bool
 }
 
-/// Steps 3-7 over one chunk, one model at a time so every loop vectorises. `taus` are overwritten with
+/// `combine` in C (CFuseKernels merge.c: AVX-512 where the CPU has it, else the same loops), bit-equal to
+/// the Swift reference below for f32 and bf16.
+func combineKernel(_ taus: [UnsafeMutableBufferPointer<Float>], _ base: UnsafeMutableBufferPointer<Float>,
+                   _ out: UnsafeMutableBufferPointer<Float>, _ r: Range<Int>, _ s: CombineSettings, bf16: Bool) {
+    guard let b = base.baseAddress, let o = out.baseAddress, !r.isEmpty else { return }
+    let pointers: [UnsafeMutablePointer<Float>?] = taus.map(\.baseAddress)
+    s.weights.withUnsafeBufferPointer { w in
+        pointers.withUnsafeBufferPointer { p in
+            var settings = fk_combine_settings(weights: w.baseAddress, count: Int32(taus.count), consensus: s.consensus ? 1 : 0,
+                                               normalize: s.normalize ? 1 : 0, lambda: s.lambda, scalar_divisor: s.scalarDivisor,
+                                               subtract_base: s.subtractBase ? 1 : 0, rounding: bf16 ? 1 : 0)
+            fk_ta_combine(p.baseAddress, b, o, r.lowerBound, r.count, &settings)
+        }
+    }
+}
+
+/// Steps 3-7 over one chunk, one model at a time so every loop vectorises (the reference for `combineKernel`). `taus` are overwritten with
 /// uᵢ = r(τᵢ·wᵢ). Rounding follows torch's op order: mul_, sum(0), (masked) sum(0), div, mul, add.
 func combine<R: Rounder>(_: R.Type, _ taus: [UnsafeMutableBufferPointer<Float>], _ base: UnsafeMutableBufferPointer<Float>,
                          _ out: UnsafeMutableBufferPointer<Float>, _ r: Range<Int>, _ s: CombineSettings) {
