@@ -108,6 +108,7 @@ public final class Trainer {
     public init(model: any TrainableModel, data: TrainingData, evalData: TrainingData? = nil,
                 settings: TrainerSettings, outputDirectory: String) throws {
         try settings.validate()
+        guard !data.sequences.isEmpty else { throw FuseTrainError.noData(path: data.path, reason: "no sequences") }
         self.model = model
         self.data = data
         self.evalData = evalData
