@@ -78,8 +78,8 @@ struct TrainCommand: ParsableCommand {
     var clip = 1.0
     @Option(name: .long, help: "Seed of the data order, LoRA initialisation and dropout.")
     var seed: UInt64 = 0
-    @Option(name: .customLong("save-every"), help: "Write a checkpoint every N steps.")
-    var saveEvery: Int?
+    @Option(name: .customLong("save-every"), help: "Write a checkpoint every N steps (and after the last), for --resume.")
+    var saveEvery = 100
     @Flag(name: .long, help: "Continue from the newest checkpoint in OUT_DIR/checkpoints.")
     var resume = false
     @Flag(name: .long, help: "Start over even if OUT_DIR exists (its contents are removed).")
@@ -95,6 +95,7 @@ struct TrainCommand: ParsableCommand {
         if !(0..<1).contains(loraDropout) { throw ValidationError("--lora-dropout must be in [0, 1)") }
         if batchSize < 1 || gradAccum < 1 { throw ValidationError("--batch-size and --grad-accum must be at least 1") }
         if dataArguments.seqLen < 1 { throw ValidationError("--seq-len must be at least 1") }
+        if saveEvery < 1 { throw ValidationError("--save-every must be at least 1") }
         if resume && force { throw ValidationError("--resume continues OUT_DIR's run and --force starts over; give one") }
     }
 
