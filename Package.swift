@@ -46,7 +46,7 @@ let package = Package(
         .testTarget(name: "FuseNNTests", dependencies: ["FuseNN", "FuseIO", "FuseTensor", "CFuseKernels"]),
         .testTarget(name: "FuseModelsTests", dependencies: ["FuseModels", "FuseNN", "FuseIO", "FuseTensor"]),
         .testTarget(name: "FuseEvalTests", dependencies: ["FuseEval", "FuseModels"]),
-        .testTarget(name: "FuseTrainTests", dependencies: ["FuseTrain", "FuseNN", "FuseIO", "FuseTensor", "FuseTokenizers"],
+        .testTarget(name: "FuseTrainTests", dependencies: ["FuseTrain", "FuseNN", "FuseIO", "FuseTensor", "FuseTokenizers", "FuseModels"],
                     resources: [.copy("../Fixtures/train")]),
     ],
     swiftLanguageModes: [.v5]
