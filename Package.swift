@@ -36,6 +36,7 @@ let package = Package(
             "FuseIO", "FuseTensor", "FuseTokenizers", "FuseMerge", "FuseModels", "FuseEval",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fastMath),
+        .executableTarget(name: "bench-train", dependencies: ["FuseModels", "FuseNN", "FuseTensor", "CFuseKernels"], swiftSettings: fastMath),
         .executableTarget(name: "fuzz-formats", dependencies: ["FuseIO", "FuseTensor"], swiftSettings: fastMath),
         .testTarget(name: "FuseTensorTests", dependencies: ["FuseTensor"]),
         .testTarget(name: "FuseIOTests", dependencies: ["FuseIO", "FuseTensor"]),

@@ -78,8 +78,17 @@ extension Tape {
 public func gatedBackward(_ dy: UnsafePointer<Float>, gate g: UnsafePointer<Float>, up u: UnsafePointer<Float>, _ act: Activation,
                           count n: Int, dGate: UnsafeMutablePointer<Float>?, dUp: UnsafeMutablePointer<Float>?) {
     parallelFor(count: n, chunkSize: 1 << 14) { _, r in
-        if let dGate { for i in r { dGate[i] += dy[i] * u[i] * act.derivative(g[i]) } }
-        if let dUp { for i in r { dUp[i] += dy[i] * act.value(g[i]) } }
+        switch (dGate, dUp, act) {
+        case let (dGate?, dUp?, .silu):
+            for i in r {
+                let z = g[i], s = 1 / (1 + expf(-z))
+                dGate[i] += dy[i] * u[i] * s * (1 + z * (1 - s))
+                dUp[i] += dy[i] * z * s
+            }
+        default:
+            if let dGate { for i in r { dGate[i] += dy[i] * u[i] * act.derivative(g[i]) } }
+            if let dUp { for i in r { dUp[i] += dy[i] * act.value(g[i]) } }
+        }
     }
 }
 
