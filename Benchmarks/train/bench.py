@@ -34,20 +34,23 @@ def torch_worker(mode, steps):
     load = time.perf_counter() - t0
     g = torch.Generator().manual_seed(7)
     vocab = model.config.vocab_size
-    seconds, losses = [], []
+    seconds, losses, backward, cpu = [], [], [], []
     for _ in range(steps):
         ids = torch.randint(0, vocab, (1, SEQ), generator=g)
         labels = torch.cat([ids[:, 1:], torch.full((1, 1), -1)], dim=1)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         logits = model(input_ids=ids).logits
         loss = F.cross_entropy(logits.reshape(-1, vocab), labels.reshape(-1), ignore_index=-1)
         loss.backward()
+        backward.append(time.perf_counter() - t)
         opt.step()
         opt.zero_grad(set_to_none=True)
         seconds.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
         losses.append(loss.item())
     measured = sorted(seconds[2:] if len(seconds) > 2 else seconds)
     print(json.dumps({"mode": mode, "load_seconds": load, "step_seconds": seconds, "losses": losses,
+                      "forward_backward_seconds": backward, "cpu_seconds": cpu,
                       "tokens_per_second_best": SEQ / measured[0], "tokens_per_second_median": SEQ / measured[len(measured) // 2],
                       "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                       "trainable_parameters": sum(p.numel() for p in params), "torch": torch.__version__}))
@@ -99,8 +102,11 @@ def main():
             pt = run([sys.executable, __file__, "--torch", mode, str(steps)])
             for side, res in (("fusekit", fk), ("pytorch", pt)):
                 results.setdefault((mode, side), []).append(res)
+                cpu = sorted(res["cpu_seconds"][2:] or res["cpu_seconds"])
+                opt = min(s - b for s, b in zip(res["step_seconds"], res["forward_backward_seconds"]))
                 print(f"round {r + 1} {mode:6s} {side:8s} {res['tokens_per_second_best']:7.1f} tok/s best step, "
-                      f"{res['tokens_per_second_median']:7.1f} median step, peak RSS {res['peak_rss_mib']:7.0f} MiB, "
+                      f"{res['tokens_per_second_median']:7.1f} median step, {SEQ / cpu[len(cpu) // 2]:6.1f} tok per CPU-s, "
+                      f"optimizer {opt:.2f} s, peak RSS {res['peak_rss_mib']:7.0f} MiB, "
                       f"losses {' '.join(f'{x:.3f}' for x in res['losses'][:3])}", flush=True)
     print(f"steal ticks during the run: {steal() - steal0}")
     for mode in ("full", "lora8"):

@@ -22,6 +22,13 @@ func option(_ name: String, _ fallback: Int) -> Int {
     return v
 }
 
+/// User + system CPU seconds of this process (all threads).
+func cpuSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+}
+
 func peakRSSMiB() -> Double {
     var usage = rusage()
     getrusage(RUSAGE_SELF.rawValue, &usage)
@@ -38,20 +45,21 @@ final class AdamW {
     }
     func step(_ params: [Parameter]) {
         t += 1
-        let c1 = 1 - powf(beta1, Float(t)), c2 = 1 - powf(beta2, Float(t))
-        let (lr, b1, b2, eps, decay) = (lr, beta1, beta2, eps, decay)
+        // w ← w·(1 − lr·λ) − (lr / c1) · m / (√v / √c2 + eps), c1 = 1 − β1^t, c2 = 1 − β2^t
+        let stepSize = lr / (1 - powf(beta1, Float(t))), invRootC2 = 1 / (1 - powf(beta2, Float(t))).squareRoot()
+        let (b1, b2, eps, shrink) = (beta1, beta2, eps, 1 - lr * decay)
         for (k, p) in params.enumerated() {
             p.value.withUnsafeMutableBufferPointer { w in
                 p.grad.withUnsafeBufferPointer { g in
                     m[k].withUnsafeMutableBufferPointer { m in
                         v[k].withUnsafeMutableBufferPointer { v in
-                            let (wp, gp, mp, vp) = (w.baseAddress!, g.baseAddress!, m.baseAddress!, v.baseAddress!) // invariant: parameters are non-empty
+                            guard let wp = w.baseAddress, let gp = g.baseAddress, let mp = m.baseAddress, let vp = v.baseAddress else { return }
                             parallelFor(count: w.count, chunkSize: 1 << 16) { _, r in
                                 for i in r {
-                                    wp[i] *= 1 - lr * decay
-                                    mp[i] = b1 * mp[i] + (1 - b1) * gp[i]
-                                    vp[i] = b2 * vp[i] + (1 - b2) * gp[i] * gp[i]
-                                    wp[i] -= lr * (mp[i] / c1) / ((vp[i] / c2).squareRoot() + eps)
+                                    let gi = gp[i]
+                                    let mi = b1 * mp[i] + (1 - b1) * gi, vi = b2 * vp[i] + (1 - b2) * gi * gi
+                                    mp[i] = mi; vp[i] = vi
+                                    wp[i] = wp[i] * shrink - stepSize * mi / (vi.squareRoot() * invRootC2 + eps)
                                 }
                             }
                         }
@@ -80,17 +88,19 @@ do {
     let vocabulary = model.allParameters[0].shape[0]
     let optimizer = AdamW(model.trainableParameters)
     var rng = SeededRNG(seed: 7)
-    var seconds: [Double] = [], losses: [Double] = []
+    var seconds: [Double] = [], losses: [Double] = [], backward: [Double] = [], cpu: [Double] = []
     for _ in 0..<steps {
         let tokens = (0..<(batchSize * seq)).map { _ in Int(rng.next() % UInt64(vocabulary)) }
         var labels = Array(tokens.dropFirst()) + [-1]
         for b in 1..<max(batchSize, 1) { labels[b * seq - 1] = -1 }
         let batch = TrainingBatch(tokens: tokens, batch: batchSize, length: seq, labels: labels)
-        let start = Date()
+        let start = Date(), cpuStart = cpuSeconds()
         for p in model.trainableParameters { p.zeroGrad() }
         let report = try model.accumulateGradients(batch, loss: .crossEntropy, scale: 1, step: seconds.count)
+        backward.append(Date().timeIntervalSince(start))
         optimizer.step(model.trainableParameters)
         seconds.append(Date().timeIntervalSince(start))
+        cpu.append(cpuSeconds() - cpuStart)
         losses.append(report.loss)
     }
     let measured = Array(seconds.dropFirst(min(2, seconds.count - 1)))
@@ -98,7 +108,7 @@ do {
     let tokens = Double(batchSize * seq)
     let json: [String: Any] = [
         "mode": rank > 0 ? "lora\(rank)" : "full", "seq": seq, "batch": batchSize, "threads": Parallel.threads,
-        "load_seconds": loadSeconds, "step_seconds": seconds, "losses": losses,
+        "load_seconds": loadSeconds, "step_seconds": seconds, "forward_backward_seconds": backward, "cpu_seconds": cpu, "losses": losses,
         "tokens_per_second_best": tokens / (sorted.first ?? 1), "tokens_per_second_median": tokens / sorted[sorted.count / 2],
         "peak_rss_mib": peakRSSMiB(), "trainable_parameters": model.trainableParameters.reduce(0) { $0 + $1.count },
         "openblas_core": BLAS.coreName,
