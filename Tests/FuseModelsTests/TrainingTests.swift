@@ -3,6 +3,7 @@ import XCTest
 import FuseIO
 import FuseModels
 import FuseNN
+import FuseTensor
 
 /// Whole-model gradients of the trainable architectures against PyTorch/transformers and peft
 /// (Tools/fixtures/training_fixtures.py): loss and every parameter's gradient, by name.
@@ -117,6 +118,26 @@ final class TrainingTests: XCTestCase {
         for (p, q) in zip(once.allParameters, twice.allParameters) {
             XCTAssertLessThanOrEqual(relativeError(q.grad, p.grad), 1e-6, p.name)
         }
+    }
+
+    /// Same batch, seed and step: the same gradient bytes with 1 and 2 threads (DESIGN.md, Determinism).
+    func testGradientsDoNotDependOnThreadCount() throws {
+        let c = try TrainingCase("llama")
+        // 4 x 64 tokens: large enough that products, attention and reductions are split into chunks.
+        let tokens = (0..<256).map { ($0 * 7 + $0 / 5) % 48 }
+        let batch = TrainingBatch(tokens: tokens, batch: 4, length: 64, labels: tokens.indices.map { $0 % 64 == 63 ? -1 : tokens[$0 + 1] })
+        let saved = Parallel.threads
+        defer { Parallel.threads = saved }
+        var results: [[[Float]]] = []
+        for threads in [1, 2] {
+            Parallel.threads = threads
+            let model = try ModelRegistry.loadTrainable(c.folder)
+            try model.attachLoRA(LoRASettings(rank: 2, alpha: 4, dropout: 0.2, targetModules: ["q_proj", "down_proj"]), seed: 9)
+            for p in model.trainableParameters where p.name.hasSuffix("lora_B.weight") { p.value = p.value.indices.map { Float($0 % 5) * 0.02 } }
+            _ = try model.accumulateGradients(batch, loss: .crossEntropy, scale: 1, step: 3)
+            results.append(model.trainableParameters.map(\.grad))
+        }
+        XCTAssertEqual(results[0], results[1])
     }
 
     /// visitLinearInputs sees every linear's input in forward order with its width; q/k/v share one input.
