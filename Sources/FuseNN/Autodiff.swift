@@ -28,31 +28,41 @@ public final class Variable: @unchecked Sendable {
     public let rows: Int
     public let cols: Int
     public let data: UnsafeMutablePointer<Float>
-    /// Same count as `data`, zero until backward adds into it; nil when no gradient flows here.
-    public let grad: UnsafeMutablePointer<Float>?
+    /// Whether a gradient flows here (false for inputs, frozen weights, and everything without a tape).
+    public let requiresGrad: Bool
+    private var gradStorage: UnsafeMutablePointer<Float>?
     private let owns: Bool
     private let base: Variable?
 
     public var count: Int { rows * cols }
-    public var requiresGrad: Bool { grad != nil }
 
-    /// Uninitialised values; a zeroed gradient when `requiresGrad`.
+    /// The gradient (same count as `data`), allocated zeroed on first use, so only the activations
+    /// backward is working on hold one: nil when no gradient flows here. Call from one thread.
+    public var grad: UnsafeMutablePointer<Float>? {
+        guard requiresGrad else { return nil }
+        if let base { return base.grad }
+        if let gradStorage { return gradStorage }
+        let g = allocateFloats(count, zeroed: true)
+        gradStorage = g
+        return g
+    }
+
+    /// Uninitialised values; a gradient (allocated when first used) when `requiresGrad`.
     public init(rows: Int, cols: Int, requiresGrad: Bool) {
         self.rows = rows; self.cols = cols
-        let n = max(rows * cols, 1)
-        data = allocateFloats(n, zeroed: false)
-        grad = requiresGrad ? allocateFloats(n, zeroed: true) : nil
+        data = allocateFloats(rows * cols, zeroed: false)
+        self.requiresGrad = requiresGrad
         owns = true; base = nil
     }
 
     /// Wraps memory owned elsewhere (a parameter's value and gradient) for the duration of a step.
     public init(wrapping data: UnsafeMutablePointer<Float>, grad: UnsafeMutablePointer<Float>?, rows: Int, cols: Int) {
-        self.rows = rows; self.cols = cols; self.data = data; self.grad = grad
+        self.rows = rows; self.cols = cols; self.data = data; gradStorage = grad; requiresGrad = grad != nil
         owns = false; base = nil
     }
 
     private init(viewing v: Variable, rows: Int, cols: Int) {
-        self.rows = rows; self.cols = cols; data = v.data; grad = v.grad
+        self.rows = rows; self.cols = cols; data = v.data; requiresGrad = v.requiresGrad
         owns = false; base = v
     }
 
@@ -68,7 +78,7 @@ public final class Variable: @unchecked Sendable {
     deinit {
         guard owns else { return }
         releaseFloats(data, count)
-        if let grad { releaseFloats(grad, count) }
+        if let gradStorage { releaseFloats(gradStorage, count) }
     }
 }
 
@@ -249,7 +259,7 @@ extension Tape {
         let y = Variable(rows: a.rows, cols: a.cols, requiresGrad: needsGrad(a, b))
         let (pa, pb, py, n) = (a.data, b.data, y.data, a.count)
         parallelFor(count: n, chunkSize: 1 << 16) { _, r in for i in r { py[i] = pa[i] + pb[i] } }
-        if let gy = y.grad { record(y) { addBackward(gy, a.grad, b.grad, count: n) } }
+        if y.requiresGrad { record(y) { guard let gy = y.grad else { return }; addBackward(gy, a.grad, b.grad, count: n) } }
         return y
     }
 
@@ -261,7 +271,7 @@ extension Tape {
         let y = Variable(rows: a.rows, cols: a.cols, requiresGrad: needsGrad(a, b))
         let (pa, pb, py, n) = (a.data, b.data, y.data, a.count)
         parallelFor(count: n, chunkSize: 1 << 16) { _, r in for i in r { py[i] = pa[i] * pb[i] } }
-        if let gy = y.grad { record(y) { mulBackward(gy, pa, pb, a.grad, b.grad, count: n); withExtendedLifetime((a, b)) {} } }
+        if y.requiresGrad { record(y) { guard let gy = y.grad else { return }; mulBackward(gy, pa, pb, a.grad, b.grad, count: n); withExtendedLifetime((a, b)) {} } }
         return y
     }
 
@@ -270,8 +280,8 @@ extension Tape {
         let y = Variable(rows: x.rows, cols: x.cols, requiresGrad: needsGrad(x))
         let (px, py, n) = (x.data, y.data, x.count)
         parallelFor(count: n, chunkSize: 1 << 16) { _, r in for i in r { py[i] = px[i] * s } }
-        if let gy = y.grad, let gx = x.grad {
-            record(y) { parallelFor(count: n, chunkSize: 1 << 16) { _, r in for i in r { gx[i] += gy[i] * s } } }
+        if y.requiresGrad, x.requiresGrad {
+            record(y) { guard let gy = y.grad, let gx = x.grad else { return }; parallelFor(count: n, chunkSize: 1 << 16) { _, r in for i in r { gx[i] += gy[i] * s } } }
         }
         return y
     }
@@ -304,9 +314,9 @@ extension Tape {
         let y = Variable(rows: x.rows, cols: w, requiresGrad: needsGrad(x))
         let (px, py) = (x.data, y.data)
         parallelFor(count: x.rows, chunkSize: rowChunk(w)) { _, r in for i in r { (py + i * w).update(from: px + i * ld + c0, count: w) } }
-        if let gy = y.grad, let gx = x.grad {
+        if y.requiresGrad, x.requiresGrad {
             let rows = x.rows
-            record(y) {
+            record(y) { guard let gy = y.grad, let gx = x.grad else { return }
                 parallelFor(count: rows, chunkSize: rowChunk(w)) { _, r in
                     for i in r { let d = gx + i * ld + c0, s = gy + i * w; for j in 0..<w { d[j] += s[j] } }
                 }

@@ -36,8 +36,8 @@ extension Tape {
         parallelFor(count: n, chunkSize: 1 << 14) { _, r in
             if act == .silu { for i in r { py[i] = siluValue(g[i]) * u[i] } } else { for i in r { py[i] = geluValue(g[i]) * u[i] } }
         }
-        if let gy = y.grad {
-            record(y) {
+        if y.requiresGrad {
+            record(y) { guard let gy = y.grad else { return }
                 gatedBackward(gy, gate: g, up: u, act, count: n, dGate: gate.grad, dUp: up.grad)
                 withExtendedLifetime((gate, up)) {}
             }
@@ -50,8 +50,8 @@ extension Tape {
         let y = Variable(rows: x.rows, cols: x.cols, requiresGrad: needsGrad(x))
         let (px, py, n) = (x.data, y.data, x.count)
         parallelFor(count: n, chunkSize: 1 << 14) { _, r in for i in r { py[i] = act.value(px[i]) } }
-        if let gy = y.grad, let gx = x.grad {
-            record(y) {
+        if y.requiresGrad, x.requiresGrad {
+            record(y) { guard let gy = y.grad, let gx = x.grad else { return }
                 activationBackward(gy, x: px, act, count: n, dx: gx)
                 withExtendedLifetime(x) {}
             }
@@ -64,8 +64,8 @@ extension Tape {
         let y = Variable(rows: x.rows, cols: x.cols, requiresGrad: needsGrad(x))
         let (px, py, n) = (x.data, y.data, x.count)
         parallelFor(count: n, chunkSize: 1 << 14) { _, r in for i in r { py[i] = tanhf(px[i] / cap) * cap } }
-        if let gy = y.grad, let gx = x.grad {
-            record(y) {
+        if y.requiresGrad, x.requiresGrad {
+            record(y) { guard let gy = y.grad, let gx = x.grad else { return }
                 softcapBackward(gy, y: py, cap: cap, count: n, dx: gx)
                 withExtendedLifetime(y) {}
             }
