@@ -26,9 +26,72 @@ public struct ArchitectureInfo: Sendable {
     public var pre: [WeightTemplate]
     public var layer: [WeightTemplate]
     public var post: [WeightTemplate]
+    /// Config key of the layer count; a dotted path (`vision_config.depth`) reaches into sub-configs.
     public var layerCountKey: String
+    /// A fixed layer count instead of a config key (mergekit `override_num_layers`).
+    public var layerCountOverride: Int? = nil
 
     public func layerWeights(_ index: Int) -> [WeightTemplate] { layer.map { $0.at(layer: index) } }
+}
+
+/// One module of a multi-module ("modular") architecture, such as the text decoder, vision tower and
+/// projector of a vision-language model (mergekit `_data/architectures/*.json` with `"kind": "modular"`).
+/// The module's templates already carry its weight prefix.
+public struct ArchitectureModule: Sendable {
+    public var name: String
+    public var info: ArchitectureInfo
+}
+
+/// A modular architecture: the modules in mergekit's order. A config's `models:` or single-module
+/// `slices:` apply to every module; `modules:` gives each module its own models, slices and parameters.
+public struct ModularArchitecture: Sendable {
+    public var name: String
+    public var architectures: [String]
+    public var modules: [ArchitectureModule]
+
+    public static let known: [ModularArchitecture] = [
+        // mergekit _data/architectures/qwen2_vl.json
+        ModularArchitecture(name: "qwen2_vl", architectures: ["Qwen2VLForConditionalGeneration"], modules: [
+            ArchitectureModule(name: "text_decoder", info: ArchitectureInfo(
+                name: "qwen2_vl.text_decoder", architectures: [], modelTypes: [],
+                pre: [WeightTemplate(name: "model.embed_tokens.weight", vocabularyAxis: 0)],
+                layer: ["input_layernorm.weight", "mlp.down_proj.weight", "mlp.gate_proj.weight", "mlp.up_proj.weight",
+                        "post_attention_layernorm.weight", "self_attn.k_proj.bias", "self_attn.k_proj.weight",
+                        "self_attn.o_proj.weight", "self_attn.q_proj.bias", "self_attn.q_proj.weight",
+                        "self_attn.v_proj.bias", "self_attn.v_proj.weight"].map { WeightTemplate(name: "model.layers.{L}.\($0)") },
+                post: [WeightTemplate(name: "model.norm.weight"),
+                       WeightTemplate(name: "lm_head.weight", vocabularyAxis: 0, optional: true)],
+                layerCountKey: "num_hidden_layers")),
+            // mergekit lists the merger MLP as "layer" weights without a layer index and overrides the count to
+            // 2, so they are planned twice; the second plan wins, as in mergekit's writer.
+            ArchitectureModule(name: "multi_modal_projector", info: ArchitectureInfo(
+                name: "qwen2_vl.multi_modal_projector", architectures: [], modelTypes: [],
+                pre: ["visual.merger.ln_q.weight", "visual.merger.ln_q.bias"].map { WeightTemplate(name: $0) },
+                layer: ["visual.merger.mlp.0.weight", "visual.merger.mlp.0.bias", "visual.merger.mlp.2.weight",
+                        "visual.merger.mlp.2.bias"].map { WeightTemplate(name: $0) },
+                post: [], layerCountKey: "", layerCountOverride: 2)),
+            ArchitectureModule(name: "vision_tower", info: ArchitectureInfo(
+                name: "qwen2_vl.vision_tower", architectures: [], modelTypes: [],
+                pre: [WeightTemplate(name: "visual.patch_embed.proj.weight")],
+                layer: ["norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias", "attn.qkv.weight", "attn.qkv.bias",
+                        "attn.proj.weight", "attn.proj.bias", "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight",
+                        "mlp.fc2.bias"].map { WeightTemplate(name: "visual.blocks.{L}.\($0)") },
+                post: [], layerCountKey: "vision_config.depth")),
+        ]),
+    ]
+
+    /// The modular architecture named by a config.json's `architectures`, or nil.
+    public static func lookup(config: JSON?) -> ModularArchitecture? {
+        let archs = config?["architectures"]?.array?.compactMap(\.string) ?? []
+        return known.first { m in archs.contains { m.architectures.contains($0) } }
+    }
+}
+
+/// The value at a dotted key path of a JSON object (`vision_config.depth`).
+func jsonValue(_ json: JSON?, path: String) -> JSON? {
+    var node = json
+    for part in path.split(separator: ".") { node = node?[String(part)] }
+    return node
 }
 
 extension ArchitectureInfo {

@@ -108,7 +108,12 @@ public func runMerge(config: MergeConfig, outPath: String, options: MergeRunOpti
             func set(_ key: String, _ value: JSON) {
                 if let i = pairs.firstIndex(where: { $0.0 == key }) { pairs[i].1 = value } else { pairs.append((key, value)) }
             }
-            set(plan.layerCountKey, .int(plan.layerCount))
+            for (key, count) in [(plan.layerCountKey, plan.layerCount)] + plan.otherLayerCounts.map({ ($0.key, $0.count) }) {
+                let path = key.split(separator: ".").map(String.init)
+                if path.count == 1 { set(key, .int(count)) } else if let i = pairs.firstIndex(where: { $0.0 == path[0] }) {
+                    pairs[i].1 = settingPath(pairs[i].1, Array(path.dropFirst()), .int(count))
+                }
+            }
             let floatTypes = Set(infos.map(\.dtype).filter(\.isFloat))
             if let t = options.outDType ?? config.outDType ?? config.dtype ?? (floatTypes.count == 1 ? floatTypes.first : nil) {
                 pairs.removeAll { $0.0 == "torch_dtype" }
@@ -140,6 +145,14 @@ public func runMerge(config: MergeConfig, outPath: String, options: MergeRunOpti
         out.abandon()
         throw error
     }
+}
+
+/// `json` with the value at a key path (inside existing objects) replaced or added.
+func settingPath(_ json: JSON, _ path: [String], _ value: JSON) -> JSON {
+    guard let key = path.first, case var .object(pairs) = json else { return json }
+    let inner = path.count == 1 ? value : settingPath(pairs.first { $0.0 == key }?.1 ?? .object([]), Array(path.dropFirst()), value)
+    if let i = pairs.firstIndex(where: { $0.0 == key }) { pairs[i].1 = inner } else { pairs.append((key, inner)) }
+    return .object(pairs)
 }
 
 /// The README.md model card, in mergekit's layout (front matter, method, models, configuration).

@@ -134,6 +134,8 @@ public struct MergePlan: Sendable, CustomStringConvertible {
     /// Output layer count (sum of slice lengths), written to config.json under `layerCountKey`.
     public var layerCount: Int
     public var layerCountKey: String
+    /// Layer counts of the other modules of a modular architecture, by config key path (`vision_config.depth`).
+    public var otherLayerCounts: [(key: String, count: Int)] = []
     /// Index into `models` of the model whose config.json and side files the output takes.
     public var donor: Int
     public var warnings: [String]
@@ -180,8 +182,11 @@ public struct MergePlanner {
     /// The layer count of a model: its config's key, else the number of distinct layer indices in its names.
     func layerCount(_ m: ModelReference, _ arch: ArchitectureInfo) throws -> Int {
         let s = try source(m)
-        if let n = s.modelConfig?[arch.layerCountKey]?.int { return n }
-        if let n = s.modelConfig?["text_config"]?[arch.layerCountKey]?.int { return n }
+        if let n = arch.layerCountOverride { return n }
+        if !arch.layerCountKey.isEmpty {
+            if let n = jsonValue(s.modelConfig, path: arch.layerCountKey)?.int { return n }
+            if let n = jsonValue(s.modelConfig?["text_config"], path: arch.layerCountKey)?.int { return n }
+        }
         let template = arch.layer.first?.name ?? ""
         var count = 0
         while !template.isEmpty, s.tensorInfo(template.replacingOccurrences(of: "{L}", with: String(count))) != nil { count += 1 }
@@ -190,17 +195,16 @@ public struct MergePlanner {
 
     /// One output slice per `slices` entry, or one covering every model for `models:` (base appended).
     func outputSlices(_ arch: ArchitectureInfo) throws -> (slices: [OutputSlice], module: ParameterSettings) {
-        var models = config.models
-        var slices = config.slices
-        var moduleParameters: ParameterSettings = [:]
         if let modules = config.modules {
             guard modules.count == 1, let only = modules.first else {
-                throw MergeError.unsupported("config: modules: FuseKit merges single-module (text) architectures; got \(modules.count) modules")
+                throw MergeError.config(path: "modules", line: nil, message: "\(modules.count) modules given, but \(arch.name) is a single-module architecture; use one module (or models/slices)")
             }
-            models = only.module.models
-            slices = only.module.slices
-            moduleParameters = only.module.parameters
+            return (try outputSlices(arch, models: only.module.models, slices: only.module.slices, path: "modules.\(only.name)"), only.module.parameters)
         }
+        return (try outputSlices(arch, models: config.models, slices: config.slices, path: ""), [:])
+    }
+
+    func outputSlices(_ arch: ArchitectureInfo, models: [InputModel]?, slices: [OutputSlice]?, path: String) throws -> [OutputSlice] {
         if let models, !models.isEmpty {
             var sources: [InputSlice] = []
             for m in models { sources.append(InputSlice(model: m.model, layerRange: (0, try layerCount(m.model, arch)), parameters: m.parameters)) }
@@ -209,11 +213,45 @@ public struct MergePlanner {
             }
             let lengths = sources.map { $0.layerRange.end - $0.layerRange.start }
             if Set(lengths).count > 1 {
-                throw MergeError.config(path: "models", line: nil, message: "all models must have the same number of layers (got \(lengths)); use slices to merge layer ranges")
+                throw MergeError.config(path: path.isEmpty ? "models" : path + ".models", line: nil, message: "all models must have the same number of layers (got \(lengths)); use slices to merge layer ranges")
             }
-            return ([OutputSlice(sources: sources)], moduleParameters)
+            return [OutputSlice(sources: sources)]
         }
-        return (slices ?? [], moduleParameters)
+        return slices ?? []
+    }
+
+    /// What one module of the output is made of (a single-module architecture has one, unnamed).
+    struct ModuleWork {
+        var name: String?
+        var arch: ArchitectureInfo
+        var slices: [OutputSlice]
+        var parameters: ParameterSettings
+        /// Key-path prefix for errors (`modules.vision_tower.`).
+        var path: String
+    }
+
+    /// Modules of a modular architecture (mergekit plan.py `_normalize_config`): `models:` applies to
+    /// every module, `slices:` only to a single-module architecture, `modules:` names the modules it merges.
+    func moduleWork(_ modular: ModularArchitecture) throws -> [ModuleWork] {
+        if let modules = config.modules {
+            return try modules.map { entry in
+                guard let m = modular.modules.first(where: { $0.name == entry.name }) else {
+                    let names = modular.modules.map(\.name)
+                    let hint = didYouMean(entry.name, among: names).map { "did you mean '\($0)'? " } ?? ""
+                    throw MergeError.config(path: "modules.\(entry.name)", line: nil, message: "\(modular.name) has no module '\(entry.name)'; \(hint)(modules: \(names.joined(separator: ", ")))")
+                }
+                let path = "modules.\(entry.name)"
+                return ModuleWork(name: m.name, arch: m.info, slices: try outputSlices(m.info, models: entry.module.models, slices: entry.module.slices, path: path),
+                                  parameters: entry.module.parameters, path: path + ".")
+            }
+        }
+        if config.slices?.isEmpty == false, modular.modules.count > 1 {
+            throw MergeError.config(path: "slices", line: nil, message: "\(modular.name) has \(modular.modules.count) modules (\(modular.modules.map(\.name).joined(separator: ", "))); give each its slices under 'modules:'")
+        }
+        return try modular.modules.map {
+            ModuleWork(name: $0.name, arch: $0.info, slices: try outputSlices($0.info, models: config.models, slices: config.slices, path: ""),
+                       parameters: [:], path: "")
+        }
     }
 
     public func plan() throws -> MergePlan {
@@ -222,13 +260,22 @@ public struct MergePlanner {
         guard let first = refs.first else { throw MergeError.config(path: "models", line: nil, message: "no models") }
         let donorRef = config.baseModel ?? first
         let donorSource = try source(donorRef)
-        let arch = ArchitectureInfo.lookup(config: donorSource.modelConfig) ?? ArchitectureInfo.infer(names: donorSource.tensorNames)
         var warnings: [String] = []
-        if ArchitectureInfo.lookup(config: donorSource.modelConfig) == nil {
-            warnings.append("architecture not in FuseKit's table; inferred layer structure from tensor names")
+        let works: [ModuleWork]
+        let archName: String
+        if let modular = ModularArchitecture.lookup(config: donorSource.modelConfig) {
+            works = try moduleWork(modular)
+            archName = modular.name
+        } else {
+            let arch = ArchitectureInfo.lookup(config: donorSource.modelConfig) ?? ArchitectureInfo.infer(names: donorSource.tensorNames)
+            if ArchitectureInfo.lookup(config: donorSource.modelConfig) == nil {
+                warnings.append("architecture not in FuseKit's table; inferred layer structure from tensor names")
+            }
+            let (slices, moduleParameters) = try outputSlices(arch)
+            works = [ModuleWork(name: nil, arch: arch, slices: slices, parameters: moduleParameters, path: "")]
+            archName = arch.name
         }
-        let (slices, moduleParameters) = try outputSlices(arch)
-        try checkParameterNames(slices: slices, module: moduleParameters, warnings: &warnings)
+        try checkParameterNames(modules: works.map(\.parameters), warnings: &warnings)
         var models: [ModelReference] = []
         func index(_ m: ModelReference) -> Int {
             if let i = models.firstIndex(of: m) { return i }
@@ -236,55 +283,74 @@ public struct MergePlanner {
         }
         for r in refs { _ = index(r) }
 
-        // Validate ranges against each model's layer count and the method's contract, before any data.
-        for (i, s) in slices.enumerated() {
-            for (j, src) in s.sources.enumerated() {
-                let n = try layerCount(src.model, arch)
-                if src.layerRange.end > n {
-                    throw MergeError.config(path: "slices[\(i)].sources[\(j)].layer_range", line: nil,
-                                            message: "[\(src.layerRange.start), \(src.layerRange.end)] is out of range: \(src.model) has \(n) layers")
-                }
-            }
-            try checkContract(modelsIn: s.sources.map(\.model), base: s.baseModel ?? config.baseModel, where: "slices[\(i)]")
-        }
-        guard let firstSlice = slices.first, let lastSlice = slices.last else {
-            throw MergeError.config(path: "slices", line: nil, message: "no slices")
-        }
-
         var entries: [PlanEntry] = []
-        var outLayer = 0
-        let context = PlanContext(config: config, moduleParameters: moduleParameters)
-        for w in arch.pre {
-            if let e = try planTensor(w, inputs: firstSlice.sources.map { ($0.model, w) }, slice: firstSlice, t: 0, context, &models, &warnings) { entries.append(e) }
-        }
-        for s in slices {
-            let length = s.sources[0].layerRange.end - s.sources[0].layerRange.start
-            for k in 0..<length {
-                let t = length > 1 ? Double(k) / Double(length - 1) : 1
-                let outWeights = arch.layerWeights(outLayer)
-                for (wi, w) in outWeights.enumerated() {
-                    let ins = s.sources.map { ($0.model, arch.layerWeights($0.layerRange.start + k)[wi]) }
-                    if let e = try planTensor(w, inputs: ins, slice: s, t: t, context, &models, &warnings) { entries.append(e) }
+        var layerCounts: [(key: String, count: Int)] = []
+        for work in works {
+            let arch = work.arch, slices = work.slices
+            // Validate ranges against each model's layer count and the method's contract, before any data.
+            for (i, s) in slices.enumerated() {
+                for (j, src) in s.sources.enumerated() {
+                    let n = try layerCount(src.model, arch)
+                    if src.layerRange.end > n {
+                        throw MergeError.config(path: "\(work.path)slices[\(i)].sources[\(j)].layer_range", line: nil,
+                                                message: "[\(src.layerRange.start), \(src.layerRange.end)] is out of range: \(src.model) has \(n) layers")
+                    }
                 }
-                outLayer += 1
+                try checkContract(modelsIn: s.sources.map(\.model), base: s.baseModel ?? config.baseModel, where: "\(work.path)slices[\(i)]")
             }
+            guard let firstSlice = slices.first, let lastSlice = slices.last else {
+                throw MergeError.config(path: work.path + "slices", line: nil, message: "no slices")
+            }
+            var outLayer = 0
+            let context = PlanContext(config: config, moduleParameters: work.parameters)
+            for w in arch.pre {
+                if let e = try planTensor(w, inputs: firstSlice.sources.map { ($0.model, w) }, slice: firstSlice, t: 0, context, &models, &warnings) { entries.append(e) }
+            }
+            for s in slices {
+                let length = s.sources[0].layerRange.end - s.sources[0].layerRange.start
+                for k in 0..<length {
+                    let t = length > 1 ? Double(k) / Double(length - 1) : 1
+                    let outWeights = arch.layerWeights(outLayer)
+                    for (wi, w) in outWeights.enumerated() {
+                        let ins = s.sources.map { ($0.model, arch.layerWeights($0.layerRange.start + k)[wi]) }
+                        if let e = try planTensor(w, inputs: ins, slice: s, t: t, context, &models, &warnings) { entries.append(e) }
+                    }
+                    outLayer += 1
+                }
+            }
+            for w in arch.post {
+                if let e = try planTensor(w, inputs: lastSlice.sources.map { ($0.model, w) }, slice: lastSlice, t: 0, context, &models, &warnings) { entries.append(e) }
+            }
+            if arch.layerCountOverride == nil && !arch.layerCountKey.isEmpty { layerCounts.append((arch.layerCountKey, outLayer)) }
         }
-        for w in arch.post {
-            if let e = try planTensor(w, inputs: lastSlice.sources.map { ($0.model, w) }, slice: lastSlice, t: 0, context, &models, &warnings) { entries.append(e) }
-        }
-        return MergePlan(method: method.name, models: models, architecture: arch.name, entries: entries,
-                         layerCount: outLayer, layerCountKey: arch.layerCountKey, donor: index(donorRef), warnings: warnings)
+        // A name planned twice (a module template without a layer index) keeps its last plan, as mergekit's
+        // writer keeps the last tensor written under a name.
+        var lastIndex: [String: Int] = [:]
+        for (k, e) in entries.enumerated() { lastIndex[e.name] = k }
+        entries = entries.enumerated().filter { lastIndex[$0.element.name] == $0.offset }.map(\.element)
+        let main = layerCounts.first ?? (works.first?.arch.layerCountKey ?? "num_hidden_layers", 0)
+        var plan = MergePlan(method: method.name, models: models, architecture: archName, entries: entries,
+                             layerCount: main.count, layerCountKey: main.key, donor: index(donorRef), warnings: warnings)
+        plan.otherLayerCounts = Array(layerCounts.dropFirst())
+        return plan
     }
 
     /// A parameter name the method does not take: an error when it is a likely typo of one it does
     /// ("did you mean"), otherwise a warning (mergekit ignores unused parameters, and configs carry them).
-    func checkParameterNames(slices: [OutputSlice], module: ParameterSettings, warnings: inout [String]) throws {
+    func checkParameterNames(modules: [ParameterSettings], warnings: inout [String]) throws {
         let known = method.parameters.map(\.name)
-        var levels: [(String, ParameterSettings)] = [("parameters", config.parameters), ("modules.parameters", module)]
-        for (i, m) in (config.models ?? []).enumerated() { levels.append(("models[\(i)].parameters", m.parameters)) }
-        for (i, s) in (config.slices ?? []).enumerated() {
-            levels.append(("slices[\(i)].parameters", s.parameters))
-            for (j, src) in s.sources.enumerated() { levels.append(("slices[\(i)].sources[\(j)].parameters", src.parameters)) }
+        var levels: [(String, ParameterSettings)] = [("parameters", config.parameters)]
+        func add(_ prefix: String, models: [InputModel]?, slices: [OutputSlice]?) {
+            for (i, m) in (models ?? []).enumerated() { levels.append(("\(prefix)models[\(i)].parameters", m.parameters)) }
+            for (i, s) in (slices ?? []).enumerated() {
+                levels.append(("\(prefix)slices[\(i)].parameters", s.parameters))
+                for (j, src) in s.sources.enumerated() { levels.append(("\(prefix)slices[\(i)].sources[\(j)].parameters", src.parameters)) }
+            }
+        }
+        add("", models: config.models, slices: config.slices)
+        for m in config.modules ?? [] {
+            levels.append(("modules.\(m.name).parameters", m.module.parameters))
+            add("modules.\(m.name).", models: m.module.models, slices: m.module.slices)
         }
         for (path, settings) in levels {
             for name in settings.keys.sorted() where !known.contains(name) {

@@ -50,13 +50,17 @@ public struct Karcher: MergeMethod {
             }
             let tn = Float(l2Norm(tangent))
             if Double(tn) < tol { break }
-            let cs = cosf(tn), sn = sinf(tn)
+            // `torch.cos(tangent_norm) * mean`: a 0-dim Float32 tensor as the *first* operand is cast to the
+            // bf16 common dtype before the multiply (torch keeps a scalar's Float32 value only as the second
+            // operand, as in `tangent / tangent_norm`), so cos and sin are rounded first.
+            let cs = pr.r(cosf(tn)), sn = pr.r(sinf(tn))
             for j in mean.indices { mean[j] = pr.r(pr.r(cs * mean[j]) + pr.r(sn * pr.r(tangent[j] / tn))) }
             let un = Float(l2Norm(mean))
             if Double(un) > tol { for j in mean.indices { mean[j] = pr.r(mean[j] / un) } }
         }
         var scale: Float = 0
         for k in xs.indices { scale += Float(alphas[k]) * norms[k] }
+        scale = pr.r(scale)   // `scale * mean`: the Float32 scalar comes first, so it is rounded too
         for j in out.indices { out[j] = pr.r(scale * mean[j]) }
     }
 }

@@ -38,9 +38,19 @@ public struct SCE: MergeMethod {
                     variance[j] = pr.r(Float(v / m))
                     if variance[j] != 0 { nonzero += 1 }
                 }
+                // torch.topk(var.abs(), k): the set above the k-th largest value is fixed; which of the values
+                // equal to it are kept follows torch's CPU selection algorithm (TorchTopK), run only then.
                 let k = Int(Double(nonzero) * topk)
                 let keep = LargestSelection(variance, k: k)
-                for j in 0..<n where !keep.contains(j, variance[j]) { for tau in taus { tau[j] = 0 } }
+                var atThreshold = 0
+                if k > 0 && k < n { for j in 0..<n where keep.isThreshold(variance[j]) { atThreshold += 1 } }
+                if atThreshold > keep.takeAtThreshold {
+                    let mask = Scratch(count: n)
+                    for j in TorchTopK.largest(variance, k: k) { mask.buffer[Int(j)] = 1 }
+                    for j in 0..<n where mask.buffer[j] == 0 { for tau in taus { tau[j] = 0 } }
+                } else {
+                    for j in 0..<n where !keep.contains(j, variance[j]) { for tau in taus { tau[j] = 0 } }
+                }
             }
         }
         // Calculate: cᵢ = mean(τᵢ²) / Σⱼ mean(τⱼ²), or 1/N when the sum is below 1e-6.

@@ -231,6 +231,9 @@ struct LargestSelection {
         return total
     }
 
+    /// Whether |v| equals the k-th largest magnitude (ties there are broken by index order).
+    @inline(__always) func isThreshold(_ v: Float) -> Bool { (v.bitPattern & 0x7FFF_FFFF) == threshold }
+
     /// Whether entry `i`, whose value is `v`, is among the k largest.
     @inline(__always) func contains(_ i: Int, _ v: Float) -> Bool {
         let b = v.bitPattern & 0x7FFF_FFFF
