@@ -27,11 +27,12 @@ struct TrainCommand: ParsableCommand {
         commandName: "train",
         abstract: "Fine-tune a model (full or LoRA) on JSONL data with AdamW.",
         discussion: """
-        AdamW (as torch.optim.AdamW) on a linear warm-up then cosine schedule (as transformers'
+        AdamW (as torch.optim.AdamW) on a linear warm-up then cosine schedule (as transformers' \
         get_cosine_schedule_with_warmup), global-norm gradient clipping, gradient accumulation.
-        OUT_DIR receives metrics.jsonl (one line per step), checkpoints/ (every --save-every steps,
-        with Adam moments and the data cursor: --resume continues with the same losses), and the result:
-        an HF folder for full fine-tuning, a PEFT adapter (adapter_config.json +
+
+        OUT_DIR receives metrics.jsonl (one line per step), checkpoints/ (every --save-every steps, \
+        with Adam moments and the data cursor: --resume continues with the same losses), and the result: \
+        an HF folder for full fine-tuning, a PEFT adapter (adapter_config.json + \
         adapter_model.safetensors) with --lora-rank.
 
         Examples:
@@ -205,8 +206,8 @@ struct StatsCommand: ParsableCommand {
         commandName: "stats",
         abstract: "Compute a model's diagonal Fisher or its linear layers' input Gram matrices on JSONL data.",
         discussion: """
-        The files feed the fisher and regmean merge methods (docs/merge.md); their layout is in
-        docs/formats.md ("Statistics files"). Examples are run one at a time: per-example squared
+        The files feed the fisher and regmean merge methods (docs/merge.md); their layout is in \
+        docs/formats.md ("Statistics files"). Examples are run one at a time: per-example squared \
         gradients for the (empirical) Fisher, no padding rows in the Grams.
 
         Examples:
