@@ -15,6 +15,12 @@ deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas-dev pkg-config >/dev/null; \
 	  else echo "error: OpenBLAS is missing; run: sudo apt-get install -y libopenblas-dev pkg-config"; exit 1; fi; \
 	fi
+	@# headless Chromium renders the report page in its test (skipped when it cannot be installed)
+	@if ! command -v chromium-headless-shell >/dev/null 2>&1 && ! command -v chromium >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing chromium-headless-shell (report page test)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium-headless-shell >/dev/null) \
+	    || echo "warning: chromium-headless-shell could not be installed; the report rendering test will be skipped"; \
+	fi
 
 build: deps
 	$(SWIFT) build

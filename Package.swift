@@ -32,9 +32,16 @@ let package = Package(
         .target(name: "FuseNN", dependencies: ["FuseTensor", "CFuseKernels", "COpenBLAS"], swiftSettings: fastMath),
         .target(name: "FuseModels", dependencies: ["FuseNN", "FuseIO", "FuseTensor", "CFuseKernels"], swiftSettings: fastMath),
         .target(name: "FuseEval", dependencies: ["FuseModels", "FuseNN", "FuseIO"], swiftSettings: fastMath),
+        .target(name: "FuseReport", dependencies: ["FuseMerge", "FuseIO", "FuseTensor", "CFuseKernels"], swiftSettings: fastMath),
+        .target(name: "FuseEvolve", dependencies: [
+            "FuseMerge", "FuseModels", "FuseEval", "FuseIO", "FuseTensor", .product(name: "Yams", package: "Yams"),
+        ], swiftSettings: fastMath),
         .target(name: "FuseTrain", dependencies: ["FuseNN", "FuseIO", "FuseTensor", "FuseTokenizers", "FuseModels"], swiftSettings: fastMath),
+        .target(name: "FuseTransfer", dependencies: [
+            "FuseNN", "FuseIO", "FuseTensor", "FuseEval", "FuseModels", "FuseTrain", .product(name: "Yams", package: "Yams"),
+        ], swiftSettings: fastMath),
         .executableTarget(name: "fusekit", dependencies: [
-            "FuseIO", "FuseTensor", "FuseTokenizers", "FuseMerge", "FuseModels", "FuseEval", "FuseTrain",
+            "FuseIO", "FuseTensor", "FuseTokenizers", "FuseMerge", "FuseModels", "FuseEval", "FuseReport", "FuseEvolve", "FuseTrain", "FuseTransfer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fastMath),
         .executableTarget(name: "fuzz-formats", dependencies: ["FuseIO", "FuseTensor"], swiftSettings: fastMath),
@@ -47,8 +54,12 @@ let package = Package(
         .testTarget(name: "FuseNNTests", dependencies: ["FuseNN", "FuseIO", "FuseTensor", "CFuseKernels"]),
         .testTarget(name: "FuseModelsTests", dependencies: ["FuseModels", "FuseNN", "FuseIO", "FuseTensor"]),
         .testTarget(name: "FuseEvalTests", dependencies: ["FuseEval", "FuseModels"]),
+        .testTarget(name: "FuseReportTests", dependencies: ["FuseReport", "FuseMerge", "FuseIO", "FuseTensor"]),
+        .testTarget(name: "FuseEvolveTests", dependencies: ["FuseEvolve", "FuseMerge", "FuseEval", "FuseModels", "FuseIO", "FuseTensor"],
+                    resources: [.copy("../Fixtures/evolve")]),
         .testTarget(name: "FuseTrainTests", dependencies: ["FuseTrain", "FuseNN", "FuseIO", "FuseTensor", "FuseTokenizers", "FuseModels"],
                     resources: [.copy("../Fixtures/train")]),
+        .testTarget(name: "FuseTransferTests", dependencies: ["FuseTransfer", "FuseTrain", "FuseModels", "FuseNN", "FuseTensor", "FuseIO"]),
     ],
     swiftLanguageModes: [.v5]
 )

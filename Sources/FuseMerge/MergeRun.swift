@@ -17,6 +17,9 @@ public struct MergeRunOptions: Sendable {
     /// fsync the shards before the folder is renamed into place. Off by default, like mergekit: the
     /// rename already guarantees a crash of this process never leaves a partial folder.
     public var syncOutput = false
+    /// Called with the temporary output folder once everything else is written, before it is renamed
+    /// into place (the CLI writes run.json here).
+    public var finishOutput: (@Sendable (_ temporaryFolder: String, _ summary: MergeSummary) throws -> Void)?
     public init() {}
 }
 
@@ -136,11 +139,13 @@ public func runMerge(config: MergeConfig, outPath: String, options: MergeRunOpti
            let template = try ChatTemplate.resolve(setting, inputs: ordered.map(\.folderPath)) {
             try ChatTemplate.write(template, to: out.tempPath)
         }
-        let files = (try? FileManager.default.contentsOfDirectory(atPath: out.tempPath).sorted()) ?? []
+        var summary = MergeSummary(output: outPath, method: plan.method, tensors: infos.count,
+                                   parameters: infos.reduce(0) { $0 + $1.elementCount }, bytesWritten: infos.reduce(0) { $0 + $1.byteCount },
+                                   seconds: Date().timeIntervalSince(start), files: [], warnings: plan.warnings)
+        try options.finishOutput?(out.tempPath, summary)
+        summary.files = (try? FileManager.default.contentsOfDirectory(atPath: out.tempPath).sorted()) ?? []
         try out.commit()
-        return MergeSummary(output: outPath, method: plan.method, tensors: infos.count,
-                            parameters: infos.reduce(0) { $0 + $1.elementCount }, bytesWritten: infos.reduce(0) { $0 + $1.byteCount },
-                            seconds: Date().timeIntervalSince(start), files: files, warnings: plan.warnings)
+        return summary
     } catch {
         out.abandon()
         throw error

@@ -10,7 +10,8 @@ struct FuseKitCommand: ParsableCommand {
         discussion: "MODEL is an HF folder (config.json + *.safetensors), a .safetensors file or a .gguf file.",
         subcommands: [InspectCommand.self, ConvertCommand.self, TokenizeCommand.self, GenerateCommand.self,
                       EvalCommand.self, MergeCommand.self, ExtractLoraCommand.self,
-                      ApplyLoraCommand.self, TrainCommand.self, StatsCommand.self])
+                      ApplyLoraCommand.self, TrainCommand.self, StatsCommand.self,
+                      ReportCommand.self, EvolveCommand.self, TransferCommand.self])
 
     /// Errors from the libraries print as `error: ...` and exit 1; usage errors exit 2.
     static func main() {

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import FuseIO
 import FuseMerge
+import FuseReport
 import FuseTensor
 
 struct MergeCommand: ParsableCommand {
@@ -59,7 +60,32 @@ struct MergeCommand: ParsableCommand {
         run.maxShardBytes = outShardSize.bytes
         run.force = force
         let progress = Progress("merge", quiet: options.quiet)
-        let summary = try runMerge(config: parsed, outPath: outDir, options: run) { progress.update($0, $1, $2) }
+        let timer = TensorTimer()
+        var log = RunLog(command: "merge")
+        log.config = ("mergekit-yaml", text)
+        let cwd = FileManager.default.currentDirectoryPath
+        log.inputs = parsed.referencedModels.map { ref in
+            let path = ref.path.hasPrefix("/") ? ref.path : cwd + "/" + ref.path
+            return RunLog.Input(role: parsed.baseModel == ref ? "base" : "model", name: ref.description, path: path, identity: modelIdentity(path: path))
+        }
+        let seed = self.seed
+        run.finishOutput = { [log] folder, summary in
+            var log = log
+            log.status = .complete
+            log.finished = Date()
+            log.timings = [("total_seconds", summary.seconds)]
+            log.measurements = .object([
+                ("method", .string(summary.method)), ("tensors", .int(summary.tensors)), ("parameters", .int(summary.parameters)),
+                ("bytes_written", .int(summary.bytesWritten)), ("seed", .number(String(seed))),
+                ("warnings", .array(summary.warnings.map { .string($0) })),
+                ("tensor_seconds", .object(timer.seconds.map { ($0.0, .double($0.1)) })),
+            ])
+            try log.write(to: folder)
+        }
+        let summary = try runMerge(config: parsed, outPath: outDir, options: run) { done, total, name in
+            timer.mark(name)
+            progress.update(done, total, name)
+        }
         for w in summary.warnings { FileHandle.standardError.write(Data("warning: \(w)\n".utf8)) }
         if options.json {
             printJSON(.object([
@@ -72,5 +98,20 @@ struct MergeCommand: ParsableCommand {
             print("merged \(summary.method) into \(outDir): \(summary.tensors) tensors, \(summary.parameters.formatted()) parameters, "
                   + "\(formatBytes(summary.bytesWritten)) in \(formatSeconds(summary.seconds))")
         }
+    }
+}
+
+/// Wall time per output tensor, from the executor's progress callbacks (each callback names the tensor
+/// it starts; the time until the next one is charged to it).
+final class TensorTimer: @unchecked Sendable {
+    private let lock = NSLock()
+    private var current: (String, Date)?
+    private(set) var seconds: [(String, Double)] = []
+
+    func mark(_ name: String) {
+        lock.lock(); defer { lock.unlock() }
+        let now = Date()
+        if let (n, t) = current { seconds.append((n, now.timeIntervalSince(t))) }
+        current = name.isEmpty ? nil : (name, now)
     }
 }

@@ -1,0 +1,121 @@
+import FuseTensor
+
+// MARK: - Differential-evolution operators over whole weight sets
+//
+// Mutation and crossover run tensor by tensor. Every random choice comes from a stream derived from
+// (seed, generation, individual, tensor name), so a trial is the same bytes whatever the thread count
+// and can be rebuilt without storing its mask (fusion-methods.md §3.4).
+
+/// How a trial vector is built from the population (fusion-methods.md §3.2).
+public enum MutationRule: Equatable, Sendable {
+    /// The released Evolver code: x' = (1 − f)·x_i + f·x_r with one reference r.
+    case evolver(f: Float)
+    /// Classic DE/rand/1: v = x_a + F·(x_b − x_c), three distinct others.
+    case randOne(f: Float)
+}
+
+/// What one crossover decision covers.
+public enum CrossoverUnit: String, CaseIterable, Sendable {
+    /// Each coordinate independently (the released code).
+    case element
+    /// Each row along the first axis (an output row of a linear; keeps low-rank deltas' rows whole).
+    case row
+    /// Each tensor as a whole.
+    case tensor
+
+    /// Number of crossover units in a tensor of `shape`.
+    func units(_ shape: [Int]) -> Int {
+        switch self {
+        case .element: return shape.reduce(1, *)
+        case .row: return shape.count >= 2 ? shape[0] : 1
+        case .tensor: return 1
+        }
+    }
+}
+
+public struct CrossoverOptions: Equatable, Sendable {
+    /// Probability that a unit comes from the mutant (CR).
+    public var rate: Float
+    public var unit: CrossoverUnit
+    /// Force one unit from the mutant (classic DE's j_rand); the released Evolver code does not.
+    public var forceOne: Bool
+    public init(rate: Float, unit: CrossoverUnit = .element, forceOne: Bool = false) {
+        self.rate = rate; self.unit = unit; self.forceOne = forceOne
+    }
+}
+
+/// The mutant value of one coordinate. `x` is the target's, `refs` the references' (one for `.evolver`,
+/// a, b, c for `.randOne`).
+@inline(__always)
+func mutantValue(_ rule: MutationRule, _ x: Float, _ refs: [UnsafeBufferPointer<Float>], _ j: Int) -> Float {
+    switch rule {
+    case let .evolver(f): return (1 - f) * x + f * refs[0][j]
+    case let .randOne(f): return refs[0][j] + f * (refs[1][j] - refs[2][j])
+    }
+}
+
+/// A trial individual: mutation of `target` with `references`, then crossover with `target`.
+/// Returns the trial and the fraction of coordinates taken from the mutant.
+func makeTrial(target: WeightSet, references: [WeightSet], rule: MutationRule, crossover: CrossoverOptions,
+               seed: UInt64, stream: String) -> (WeightSet, Double) {
+    let layout = target.layout
+    var forced: (tensor: Int, unit: Int)?
+    if crossover.forceOne {
+        let totals = layout.shapes.map { crossover.unit.units($0) }
+        var rng = SeededRNG(seed: seed, name: stream + "/jrand")
+        var pick = Int(rng.next() % UInt64(max(1, totals.reduce(0, +))))
+        for (k, n) in totals.enumerated() {
+            if pick < n { forced = (k, pick); break }
+            pick -= n
+        }
+    }
+    var trial = target
+    var taken = 0, total = 0
+    for k in layout.names.indices {
+        let shape = layout.shapes[k]
+        let n = layout.count(k)
+        let unitSize = crossover.unit == .element ? 1 : n / max(1, crossover.unit.units(shape))
+        var rng = SeededRNG(seed: seed, name: stream + "/" + layout.names[k])
+        let refs = references.map { $0.tensors[k] }
+        trial.tensors[k].withUnsafeMutableBufferPointer { out in
+            withBuffers(refs) { refBuffers in
+                var j = 0, unit = 0
+                while j < n {
+                    let fromMutant = rng.nextFloat() < crossover.rate || (forced.map { $0.tensor == k && $0.unit == unit } ?? false)
+                    let end = min(n, j + unitSize)
+                    if fromMutant {
+                        for e in j..<end { out[e] = mutantValue(rule, out[e], refBuffers, e) }
+                        taken += end - j
+                    }
+                    j = end; unit += 1
+                }
+            }
+        }
+        total += n
+    }
+    return (trial, total > 0 ? Double(taken) / Double(total) : 0)
+}
+
+/// Calls `body` with read-only buffers of every array (nested withUnsafeBufferPointer).
+func withBuffers<R>(_ arrays: [[Float]], _ body: ([UnsafeBufferPointer<Float>]) -> R) -> R {
+    func go(_ i: Int, _ acc: [UnsafeBufferPointer<Float>]) -> R {
+        if i == arrays.count { return body(acc) }
+        return arrays[i].withUnsafeBufferPointer { go(i + 1, acc + [$0]) }
+    }
+    return go(0, [])
+}
+
+/// Uniform integer in 0..<n from `rng` (n > 0).
+func uniform(_ n: Int, _ rng: inout SeededRNG) -> Int { Int(rng.next() % UInt64(n)) }
+
+/// `k` distinct indices from 0..<n other than `excluded`, uniformly (partial Fisher-Yates).
+func distinctOthers(_ k: Int, among n: Int, excluding excluded: Int, _ rng: inout SeededRNG) -> [Int] {
+    var pool = (0..<n).filter { $0 != excluded }
+    var out: [Int] = []
+    for i in 0..<min(k, pool.count) {
+        let j = i + uniform(pool.count - i, &rng)
+        pool.swapAt(i, j)
+        out.append(pool[i])
+    }
+    return out
+}

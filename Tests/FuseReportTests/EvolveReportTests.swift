@@ -1,0 +1,67 @@
+import Foundation
+import FuseIO
+import FuseTensor
+@testable import FuseReport
+import XCTest
+
+final class EvolveReportTests: XCTestCase {
+    /// A run folder in the documented evolve layout (log.jsonl + run.json + model/): the curves come
+    /// from the log, the torn last line is skipped, and the winner — 0.8·a + 0.2·b — is found
+    /// closest to a, with numbers equal to a direct computation.
+    func testEvolveRunReport() throws {
+        let dir = NSTemporaryDirectory() + "fusekit-evolve-report-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir + "/model", withIntermediateDirectories: true)
+        let a = try WeightStore(path: fixture("merge/models/a-f32")), b = try WeightStore(path: fixture("merge/models/b-f32"))
+        var tensors: [(String, Tensor)] = []
+        for name in a.names {
+            let x = try a.floats(name), y = try b.floats(name)
+            tensors.append((name, try Tensor(floats: zip(x, y).map { 0.8 * $0 + 0.2 * $1 }, shape: a.info(name)!.shape)))
+        }
+        try writeSafetensors(path: dir + "/model/model.safetensors", tensors: tensors)
+        try FileManager.default.copyItem(atPath: fixture("merge/models/a-f32/config.json"), toPath: dir + "/model/config.json")
+        let lines = [
+            #"{"generation": 0, "best": -5.0, "median": -5.5, "held_out": -5.1, "search": "evolver", "lineage": ["source 0: a"]}"#,
+            #"{"generation": 1, "best": -4.5, "median": -5.0, "held_out": -4.9, "search": "evolver", "lineage": ["source 0: a", "g1: ind0 <- trial"]}"#,
+            #"{"generation": 2, "best": -4.5, "med"#,
+        ]
+        try (lines.joined(separator: "\n")).write(toFile: dir + "/log.jsonl", atomically: true, encoding: .utf8)
+        var log = RunLog(command: "evolve", status: .complete)
+        log.inputs = [.init(role: "source", name: "a", path: fixture("merge/models/a-f32"), identity: nil),
+                      .init(role: "source", name: "b", path: fixture("merge/models/b-f32"), identity: nil)]
+        log.measurements = .object([("search", .string("evolver"))])
+        log.logs = [("generations", "log.jsonl")]
+        try log.write(to: dir)
+
+        let report = try Report.build(runDirectory: dir)
+        let e = try XCTUnwrap(report.json["evolve"])
+        XCTAssertEqual(e["generations"]?.array?.count, 2)
+        XCTAssertEqual(e["generations"]?.array?.last?["best"]?.double, -4.5)
+        XCTAssertEqual(e["lineage"]?.array?.count, 2)
+        let sources = try XCTUnwrap(e["sources"]?.array)
+        let da = try XCTUnwrap(sources[0]["relative_distance"]?.double), db = try XCTUnwrap(sources[1]["relative_distance"]?.double)
+        XCTAssertLessThan(da, db, "the winner is 0.8 a + 0.2 b")
+        // ‖w − a‖/‖a‖ over the model = 0.2‖b − a‖/‖a‖
+        var diff = 0.0, norm = 0.0
+        for name in a.names {
+            let x = try a.floats(name), y = try b.floats(name)
+            for (u, v) in zip(x, y) { diff += pow(0.2 * Double(v - u), 2); norm += Double(u) * Double(u) }
+        }
+        XCTAssertEqual(da, (diff / norm).squareRoot(), accuracy: 1e-5)
+        XCTAssertTrue(report.page.summary.contains { $0.contains("closest to a-f32") }, "\(report.page.summary)")
+        XCTAssertTrue(report.page.summary.contains { $0.contains("from -5 to -4.5") }, "\(report.page.summary)")
+        XCTAssertTrue(report.page.warnings.isEmpty, "\(report.page.warnings)")
+        let html = report.page.html()
+        try report.write(html: dir + "/report.html")
+        XCTAssertEqual(report.page.plotCount, 2)
+        XCTAssertFalse(html.contains("data-points=\"0\""))
+        try renderInChromium(dir + "/report.html", plots: report.page.plotCount)
+
+        // Interrupted: no run.json, a state.json — a partial report that says so.
+        try FileManager.default.removeItem(atPath: dir + "/run.json")
+        try #"{"format": "fusekit-evolve-state", "search": "evolver", "sources": []}"#.write(toFile: dir + "/state.json", atomically: true, encoding: .utf8)
+        let partial = try Report.build(runDirectory: dir)
+        XCTAssertTrue(partial.page.warnings.contains { $0.contains("did not finish") }, "\(partial.page.warnings)")
+        XCTAssertEqual(partial.json["evolve"]?["generations"]?.array?.count, 2)
+    }
+}
