@@ -17,10 +17,10 @@ extension Tape {
         let y = Variable(rows: x.rows, cols: x.cols, requiresGrad: needsGrad(x))
         y.data.update(from: x.data, count: x.count)
         ropeForward(y.data, rows: x.rows, heads: heads, rope: rope, positions: positions)
-        if let gy = y.grad, let gx = x.grad {
+        if y.requiresGrad, x.requiresGrad {
             let n = x.count, rows = x.rows
             let backward = positions.map { -$0 }
-            record(y) {
+            record(y) { guard let gy = y.grad, let gx = x.grad else { return }
                 let t = SavedFloats(n)
                 t.pointer.update(from: gy, count: n)
                 ropeForward(t.pointer, rows: rows, heads: heads, rope: rope, positions: backward)
@@ -76,8 +76,8 @@ extension Tape {
         let out = Variable(rows: n, cols: q.cols, requiresGrad: needsGrad(q, k, v))
         let probs = SavedFloats(out.requiresGrad ? s.batch * s.heads * s.length * s.length : 1)
         attentionForward(q: q.data, k: k.data, v: v.data, s, into: out.data, probs: out.requiresGrad ? probs.pointer : nil)
-        if let gy = out.grad {
-            record(out) {
+        if out.requiresGrad {
+            record(out) { guard let gy = out.grad else { return }
                 attentionBackward(gy, q: q.data, k: k.data, v: v.data, s, probs: probs.pointer, dq: q.grad, dk: k.grad, dv: v.grad)
                 withExtendedLifetime((q, k, v)) {}
             }
@@ -182,8 +182,8 @@ extension Tape {
             let src = table.data + id * c, dst = y.data + i * c
             if scale == 1 { dst.update(from: src, count: c) } else { for j in 0..<c { dst[j] = src[j] * scale } }
         }
-        if let gy = y.grad, let gt = table.grad {
-            record(y) {
+        if y.requiresGrad, table.requiresGrad {
+            record(y) { guard let gy = y.grad, let gt = table.grad else { return }
                 embeddingBackward(gy, ids: ids, dim: c, scale: scale, dTable: gt)
                 withExtendedLifetime(table) {}
             }

@@ -108,6 +108,7 @@ public final class Trainer {
     public init(model: any TrainableModel, data: TrainingData, evalData: TrainingData? = nil,
                 settings: TrainerSettings, outputDirectory: String) throws {
         try settings.validate()
+        guard !data.sequences.isEmpty else { throw FuseTrainError.noData(path: data.path, reason: "no sequences") }
         self.model = model
         self.data = data
         self.evalData = evalData
@@ -170,11 +171,11 @@ public final class Trainer {
             let (meanLoss, norm, lr) = try trainStep(batches, step: step, firstMicroBatch: cursor)
             cursor += settings.gradAccum
             tokensSeen += tokens
+            let seconds = Date().timeIntervalSince(stepStart)     // training only: evaluation is not in tokens/s
             let done = step + 1
             if let evalData, done == settings.steps || settings.evalEvery.map({ done % $0 == 0 }) == true {
                 lastEval = try evaluate(evalData)
             } else { lastEval = nil }
-            let seconds = Date().timeIntervalSince(stepStart)
             let metrics = StepMetrics(step: done, totalSteps: settings.steps, loss: meanLoss, lr: lr, gradNorm: norm, tokens: tokens,
                                       tokensPerSecond: seconds > 0 ? Double(tokens) / seconds : 0,
                                       elapsed: Date().timeIntervalSince(start), evalLoss: lastEval)

@@ -28,11 +28,12 @@ struct TrainCommand: ParsableCommand {
         commandName: "train",
         abstract: "Fine-tune a model (full or LoRA) on JSONL data with AdamW.",
         discussion: """
-        AdamW (as torch.optim.AdamW) on a linear warm-up then cosine schedule (as transformers'
+        AdamW (as torch.optim.AdamW) on a linear warm-up then cosine schedule (as transformers' \
         get_cosine_schedule_with_warmup), global-norm gradient clipping, gradient accumulation.
-        OUT_DIR receives metrics.jsonl (one line per step), checkpoints/ (every --save-every steps,
-        with Adam moments and the data cursor: --resume continues with the same losses), and the result:
-        an HF folder for full fine-tuning, a PEFT adapter (adapter_config.json +
+
+        OUT_DIR receives metrics.jsonl (one line per step), checkpoints/ (every --save-every steps, \
+        with Adam moments and the data cursor: --resume continues with the same losses), and the result: \
+        an HF folder for full fine-tuning, a PEFT adapter (adapter_config.json + \
         adapter_model.safetensors) with --lora-rank.
 
         Examples:
@@ -79,8 +80,8 @@ struct TrainCommand: ParsableCommand {
     var clip = 1.0
     @Option(name: .long, help: "Seed of the data order, LoRA initialisation and dropout.")
     var seed: UInt64 = 0
-    @Option(name: .customLong("save-every"), help: "Write a checkpoint every N steps.")
-    var saveEvery: Int?
+    @Option(name: .customLong("save-every"), help: "Write a checkpoint every N steps (and after the last), for --resume.")
+    var saveEvery = 100
     @Flag(name: .long, help: "Continue from the newest checkpoint in OUT_DIR/checkpoints.")
     var resume = false
     @Flag(name: .long, help: "Start over even if OUT_DIR exists (its contents are removed).")
@@ -96,6 +97,7 @@ struct TrainCommand: ParsableCommand {
         if !(0..<1).contains(loraDropout) { throw ValidationError("--lora-dropout must be in [0, 1)") }
         if batchSize < 1 || gradAccum < 1 { throw ValidationError("--batch-size and --grad-accum must be at least 1") }
         if dataArguments.seqLen < 1 { throw ValidationError("--seq-len must be at least 1") }
+        if saveEvery < 1 { throw ValidationError("--save-every must be at least 1") }
         if resume && force { throw ValidationError("--resume continues OUT_DIR's run and --force starts over; give one") }
     }
 
@@ -226,8 +228,8 @@ struct StatsCommand: ParsableCommand {
         commandName: "stats",
         abstract: "Compute a model's diagonal Fisher or its linear layers' input Gram matrices on JSONL data.",
         discussion: """
-        The files feed the fisher and regmean merge methods (docs/merge.md); their layout is in
-        docs/formats.md ("Statistics files"). Examples are run one at a time: per-example squared
+        The files feed the fisher and regmean merge methods (docs/merge.md); their layout is in \
+        docs/formats.md ("Statistics files"). Examples are run one at a time: per-example squared \
         gradients for the (empirical) Fisher, no padding rows in the Grams.
 
         Examples:

@@ -92,6 +92,12 @@ final class ResumeTests: XCTestCase {
         }
     }
 
+    func testEpochsRoundUpToWholeSteps() {
+        XCTAssertEqual(Trainer.steps(epochs: 1, sequences: 23, batchSize: 3, gradAccum: 2), 4)
+        XCTAssertEqual(Trainer.steps(epochs: 2, sequences: 24, batchSize: 3, gradAccum: 2), 8)
+        XCTAssertEqual(Trainer.steps(epochs: 0.01, sequences: 5, batchSize: 8, gradAccum: 1), 1)
+    }
+
     func testTrainingLowersTheLossAndEvaluates() throws {
         let model = BigramModel(vocab: 24, seed: 5)
         var s = settings(steps: 30)
