@@ -17,7 +17,11 @@ public protocol PopulationMerger: Sendable {
 public struct FuseMergeMerger: PopulationMerger {
     public let name: String
     public let parameters: [String: Double]
-    public init(method: String, parameters: [String: Double] = [:]) { name = method; self.parameters = parameters }
+    /// Per-individual string parameters (statistics files of fisher / regmean), by individual index.
+    public let perModel: [Int: ParameterSettings]
+    public init(method: String, parameters: [String: Double] = [:], perModel: [Int: ParameterSettings] = [:]) {
+        name = method; self.parameters = parameters; self.perModel = perModel
+    }
 
     public func merge(_ population: [WeightSet], base: WeightSet?, config: JSON?, seed: UInt64) throws -> WeightSet {
         guard let first = population.first else { throw EvolveError.invalidArgument("merger \(name): empty population") }
@@ -26,7 +30,7 @@ public struct FuseMergeMerger: PopulationMerger {
         for (k, w) in population.enumerated() {
             let ref = ModelReference(path: "ind\(k)")
             sources[ref] = InMemoryModel(w, config: config)
-            models.append(InputModel(model: ref))
+            models.append(InputModel(model: ref, parameters: perModel[k] ?? [:]))
         }
         var baseRef: ModelReference?
         if let base {
@@ -70,7 +74,20 @@ public enum PopulationMergers {
         ("della_linear", fuseMerge),
         ("karcher", fuseMerge),
         ("model_stock", fuseMerge),
+        ("fisher", statistics(parameter: "fisher")),
+        ("regmean", statistics(parameter: "gram")),
     ]
+
+    /// Fisher and RegMean read one statistics file per model (`fusekit stats`): `options.merger.files`
+    /// maps each individual's index ("0", "1", ... — individual k starts as source k) to its file. The
+    /// statistics are the sources'; evolved individuals keep their source's file.
+    static func statistics(parameter: String) -> Factory {
+        { spec in
+            var perModel: [Int: ParameterSettings] = [:]
+            for (key, path) in spec.files { if let k = Int(key) { perModel[k] = [parameter: .value(.scalar(.string(path)))] } }
+            return FuseMergeMerger(method: spec.method, parameters: spec.parameters, perModel: perModel)
+        }
+    }
 
     public static var names: [String] { all.map(\.name) }
 

@@ -88,10 +88,14 @@ struct SpecReader {
             }
         }
         if let f = m["files"] {
-            guard known == nil else { throw error(f, path + ".files", "\(spec.method) reads no files; drop 'files'") }
+            let readsFiles = MethodRegistry.method(named: spec.method)?.parameters.contains { $0.kind == .string } ?? false
+            guard readsFiles else { throw error(f, path + ".files", "\(spec.method) reads no files; drop 'files'") }
             guard let fm = f.mapping else { throw error(f, path + ".files", "expected a mapping from name to path") }
             for (k, v) in fm {
                 let key = try string(k, path + ".files")
+                guard Int(key).map({ $0 >= 0 }) == true else {
+                    throw error(k, "\(path).files.\(key)", "keys are individual indices (0, 1, ...: individual k starts as source k)")
+                }
                 let file = resolve(try string(v, "\(path).files.\(key)"))
                 guard FileManager.default.fileExists(atPath: file) else { throw error(v, "\(path).files.\(key)", "'\(file)' does not exist") }
                 spec.files[key] = file
