@@ -10,7 +10,7 @@
 //   12      4     k (u32): entries per position, 1...vocabularySize
 //   16      4     vocabularySize (u32) of the model that was run
 //   20      4     sequenceCount (u32) in this shard
-//   24      4     flags (u32): bit 0 = per-token CE section present
+//   24      4     flags (u32): bit 0 = per-token CE section holds values; bit 1 = fused targets
 //   28      4     reserved, 0
 //   32      16    modelHash: ContentHash of the model file(s) (high u64, low u64)
 //   48      16    corpusHash: ContentHash of the segmented corpus (all sequences, not only this shard's)
@@ -35,6 +35,11 @@ public struct CaptureHeader: Equatable, Sendable {
     public static let magic: [UInt8] = Array("FKTOPK".utf8) + [0, 0]
     public static let version: UInt32 = 1
     public static let size = 128
+    /// flags bit 0: the CE section holds per-token cross-entropies.
+    public static let perTokenCE: UInt32 = 1
+    /// flags bit 1: a fused-targets file (target tokens, fused top-k; a row whose first log-probability
+    /// is −inf has no target).
+    public static let fusedTargets: UInt32 = 2
 
     public var k: Int
     public var vocabularySize: Int
@@ -43,6 +48,7 @@ public struct CaptureHeader: Equatable, Sendable {
     public var corpusHash: ContentHash
     public var firstSequence: Int
     public var tokenCount: Int
+    public var flags: UInt32 = CaptureHeader.perTokenCE
 }
 
 /// One captured sequence, copied out of the file.
@@ -75,7 +81,7 @@ public enum CaptureWriter {
 
     /// The bytes of one shard.
     public static func encode(k: Int, vocabularySize: Int, modelHash: ContentHash, corpusHash: ContentHash,
-                              firstSequence: Int, sequences: [CapturedSequence]) -> [UInt8] {
+                              firstSequence: Int, sequences: [CapturedSequence], flags: UInt32 = CaptureHeader.perTokenCE) -> [UInt8] {
         let n = sequences.reduce(0) { $0 + $1.tokens.count }
         let indexOffset = align64(CaptureHeader.size)
         let tokensOffset = align64(indexOffset + sequences.count * 16)
@@ -89,7 +95,7 @@ public enum CaptureWriter {
             for (i, m) in CaptureHeader.magic.enumerated() { b[i] = m }
             put(CaptureHeader.version.littleEndian, 8); put(UInt32(k).littleEndian, 12)
             put(UInt32(vocabularySize).littleEndian, 16); put(UInt32(sequences.count).littleEndian, 20)
-            put(UInt32(1).littleEndian, 24)
+            put(flags.littleEndian, 24)
             put(modelHash.high.littleEndian, 32); put(modelHash.low.littleEndian, 40)
             put(corpusHash.high.littleEndian, 48); put(corpusHash.low.littleEndian, 56)
             put(UInt64(firstSequence).littleEndian, 64); put(UInt64(n).littleEndian, 72)
@@ -112,9 +118,9 @@ public enum CaptureWriter {
     }
 
     public static func write(path: String, k: Int, vocabularySize: Int, modelHash: ContentHash, corpusHash: ContentHash,
-                             firstSequence: Int, sequences: [CapturedSequence]) throws {
+                             firstSequence: Int, sequences: [CapturedSequence], flags: UInt32 = CaptureHeader.perTokenCE) throws {
         try writeFileAtomically(path: path, bytes: encode(k: k, vocabularySize: vocabularySize, modelHash: modelHash,
-                                                          corpusHash: corpusHash, firstSequence: firstSequence, sequences: sequences))
+                                                          corpusHash: corpusHash, firstSequence: firstSequence, sequences: sequences, flags: flags))
     }
 }
 
@@ -167,7 +173,7 @@ public final class CaptureShard: @unchecked Sendable {
         guard expected == tn else { throw fail("the index covers \(expected) positions, the header says \(tn)") }
         header = CaptureHeader(k: k, vocabularySize: vocab, sequenceCount: count,
                                modelHash: ContentHash(high: u64(32), low: u64(40)), corpusHash: ContentHash(high: u64(48), low: u64(56)),
-                               firstSequence: Int(u64(64)), tokenCount: tn)
+                               firstSequence: Int(u64(64)), tokenCount: tn, flags: UInt32(u32(24)))
         offsets = (index, tokens, ids, lps, ce)
     }
 

@@ -30,7 +30,7 @@ public enum DistillError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case let .spec(path, key, line, message):
-            let at = line.map { " (line \($0 + 1))" } ?? ""
+            let at = line.map { " (line \($0))" } ?? ""
             return "\(path): \(key.isEmpty ? "top level" : key)\(at): \(message)"
         case let .corpus(path, message): return "\(path): \(message)"
         case let .invalidUTF8(path, offset):

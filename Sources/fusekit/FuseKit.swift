@@ -9,7 +9,8 @@ struct FuseKitCommand: ParsableCommand {
         abstract: "Fuse the knowledge of language models: merge, evolve, distill, transfer.",
         discussion: "MODEL is an HF folder (config.json + *.safetensors), a .safetensors file or a .gguf file.",
         subcommands: [InspectCommand.self, ConvertCommand.self, TokenizeCommand.self, GenerateCommand.self,
-                      EvalCommand.self, MergeCommand.self, ExtractLoraCommand.self])
+                      EvalCommand.self, MergeCommand.self, ExtractLoraCommand.self,
+                      DistillCommand.self])
 
     /// Errors from the libraries print as `error: ...` and exit 1; usage errors exit 2.
     static func main() {
