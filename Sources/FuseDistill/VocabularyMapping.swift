@@ -83,6 +83,12 @@ public final class VocabularyMapping: @unchecked Sendable {
         return bestID == Int32.max ? -1 : bestID
     }
 
+    /// Sets one MinED entry (tests inject the reference's entries for vocabularies they hold in part).
+    func assign(source: Int, target: Int32) {
+        guard source >= 0, source < map.count, !exact[source] else { return }
+        map[source] = target
+    }
+
     /// Entries resolved so far (exact or MinED), for the cache.
     var resolvedCount: Int { map.reduce(0) { $0 + ($1 >= 0 ? 1 : 0) } }
 

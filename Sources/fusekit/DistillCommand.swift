@@ -11,7 +11,7 @@ struct DistillCommand: ParsableCommand {
         abstract: "FuseLLM / FuseChat knowledge fusion across tokenizers: capture, align, fuse, train.",
         discussion: """
         The spec (YAML) names the target, the sources, the corpus and the fusion; Sources/FuseDistill/Spec.swift
-        and docs/distill.md list every key. Captures, vocabulary mappings and fused targets are cached by content
+        lists every key (examples/distill/spec.yml uses them all); docs/formats.md, "Top-k capture files", the cache. Captures, vocabulary mappings and fused targets are cached by content
         (model, corpus, k) under cache_dir, so reruns and --resume recompute nothing that finished.
         Examples:
           fusekit distill examples/distill/spec.yml runs/fuse1
