@@ -51,6 +51,9 @@ final class ReleaseFixtureTests: XCTestCase {
         var aligned = 0, total = 0
         for (n, e) in f.examples.enumerated() {
             let st = e.source_ids.map(Int32.init), tt = e.target_ids.map(Int32.init)
+            // FuseKit leaves special tokens out of the DTW (a literal "<bos>" in the text is one for Gemma's
+            // tokenizer); the release aligns them like any token. Those examples are not comparable.
+            if st.contains(where: { isSpecial(aligner.mapping.source, $0) }) || tt.contains(where: { isSpecial(aligner.mapping.target, $0) }) { continue }
             XCTAssertEqual(aligner.align(sourceTokens: st, targetTokens: tt), e.target_to_source, "example \(n) DTW", file: file, line: line)
             let a = aligner.alignedSequence(sourceTokens: st, targetTokens: tt, k: 5, topIDs: e.source_topk_ids.flatMap { $0.map(Int32.init) },
                                             topLogProbs: e.source_topk_logits.flatMap { $0.map(Float.init) }, meanCE: 0)
