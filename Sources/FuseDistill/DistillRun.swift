@@ -222,11 +222,13 @@ public final class DistillRun {
                     }
                     let list = results.compactMap { $0 }
                     aligned[m.name] = list
-                    if set.name == fusionSets()[0].name || spec.fuseChat.enabled {
+                    do {   // each source is in exactly one set, so each is counted once
                         var st = stats[m.name] ?? AlignmentStats(source: m.name)
                         for (i, a) in list.enumerated() {
                             st.targetPositions += countTargetPositions(targetTokens[i], targetSurfaces)
-                            st.alignedPositions += a.alignedPositions; st.oneHotPositions += a.oneHotPositions
+                            for (t, e) in a.entries.enumerated() where t + 1 < a.entries.count {   // the last position has no next token
+                                if case .distribution = e { st.alignedPositions += 1 } else if case .oneHot = e { st.oneHotPositions += 1 }
+                            }
                         }
                         st.sequences += count
                         st.seconds += Date().timeIntervalSince(t0)
