@@ -10,9 +10,11 @@ struct DistillCommand: ParsableCommand {
         commandName: "distill",
         abstract: "FuseLLM / FuseChat knowledge fusion across tokenizers: capture, align, fuse, train.",
         discussion: """
-        The spec (YAML) names the target, the sources, the corpus and the fusion; Sources/FuseDistill/Spec.swift
-        lists every key (examples/distill/spec.yml uses them all); docs/formats.md, "Top-k capture files", the cache. Captures, vocabulary mappings and fused targets are cached by content
-        (model, corpus, k) under cache_dir, so reruns and --resume recompute nothing that finished.
+        The spec (YAML) names the target, the sources, the corpus and the fusion; Sources/FuseDistill/Spec.swift \
+        lists every key and examples/distill/spec.yml uses them all. Captures, vocabulary mappings and fused \
+        targets are cached by content (model, corpus, k) under cache_dir (docs/formats.md, "Top-k capture \
+        files"), so reruns and --resume recompute nothing that finished.
+
         Examples:
           fusekit distill examples/distill/spec.yml runs/fuse1
           fusekit distill capture examples/distill/spec.yml captures/
