@@ -138,7 +138,7 @@ public struct DistillSpec: Equatable, Sendable {
         guard let trainNode = cm["train"] else { throw r.fail(corpusNode, "corpus.train", "missing; a UTF-8 text file") }
         var corpus = CorpusSpec(train: try r.filePath(trainNode, "corpus.train", checkFiles))
         if let n = cm["held_out"] { corpus.heldOut = try r.filePath(n, "corpus.held_out", checkFiles) }
-        if let n = cm["block_tokens"] { corpus.blockTokens = try r.int(n, "corpus.block_tokens", min: 2, max: 4096)   // DTW holds a T×T cost matrix per sequence }
+        if let n = cm["block_tokens"] { corpus.blockTokens = try r.int(n, "corpus.block_tokens", min: 2, max: 4096) }   // DTW holds a T×T cost matrix per sequence
         if let n = cm["max_sequences"] { corpus.maxSequences = try r.int(n, "corpus.max_sequences", min: 1, max: Int(Int32.max)) }
 
         var spec = DistillSpec(path: path, target: target, sources: sources, corpus: corpus)
