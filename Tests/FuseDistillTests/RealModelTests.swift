@@ -105,3 +105,48 @@ final class RealModelTests: XCTestCase {
         }
     }
 }
+
+/// Opt-in end to end: SmolLM2 as both target and source. The same tokenizer must align one-to-one
+/// everywhere (coverage 1), the source's capture is the target's (same model hash, captured once),
+/// and the fused targets of each sequence equal the capture's renormalised top-k.
+final class PipelineTests: XCTestCase {
+    func testSelfFusionIsTheIdentity() throws {
+        guard let dir = ProcessInfo.processInfo.environment["FUSEKIT_MODELS_DIR"] else { throw XCTSkip("set FUSEKIT_MODELS_DIR") }
+        let work = NSTemporaryDirectory() + "fk-pipeline-\(getpid())"
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        try "The quick brown fox jumps over the lazy dog.\nPython lists are mutable sequences.\n".write(toFile: work + "/train.txt", atomically: true, encoding: .utf8)
+        let yaml = """
+        target: \(dir)/smollm2.gguf
+        sources: [{model: \(dir)/smollm2.gguf, name: again}]
+        corpus: {train: \(work)/train.txt, block_tokens: 12}
+        k: 5
+        training: {enabled: false}
+        """
+        try yaml.write(toFile: work + "/spec.yml", atomically: true, encoding: .utf8)
+        let spec = try DistillSpec.load(path: work + "/spec.yml")
+        let run = DistillRun(spec: spec, cacheDirectory: work + "/cache")
+        let report = try run.run(outDirectory: work + "/out", resume: false, force: false)
+        XCTAssertEqual(report.alignment.first?.coverage, 1)
+        XCTAssertEqual(report.captures.count, 2)
+        XCTAssertEqual(report.captures[1].stats.shardsReused, report.captures[1].stats.shardsTotal)   // captured once
+        let fused = try FusedTargets(folder: report.fused[0].folder)
+        let capture = try CaptureShard(path: CaptureRunner.shardPath(report.captures[0].folder, 0))
+        XCTAssertGreaterThan(fused.sequenceCount, 1)
+        for i in 0..<fused.sequenceCount {
+            let (tokens, targets) = try fused.sequence(i)
+            let c = try capture.sequence(i)
+            XCTAssertEqual(tokens, c.tokens)
+            XCTAssertEqual(targets.ids, c.topIDs)
+            for t in 0..<tokens.count {   // the stored log-probs renormalised over the 5 kept entries
+                let row = (0..<5).map { Double(c.topLogProbs[t * 5 + $0]) }
+                let z = log(row.reduce(0) { $0 + exp($1) })
+                for e in 0..<5 { XCTAssertEqual(Double(targets.logProbs[t * 5 + e]), row[e] - z, accuracy: 1e-3 + abs(row[e] - z) * 1e-3) }   // f16: 2^-11 relative
+            }
+        }
+        XCTAssertTrue(FileManager.default.fileExists(atPath: work + "/out/distill.json"))
+        XCTAssertThrowsError(try run.run(outDirectory: work + "/out", resume: false, force: false)) { e in
+            XCTAssertEqual(e as? DistillError, .outputExists(path: work + "/out"))
+        }
+    }
+}
