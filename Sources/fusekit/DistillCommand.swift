@@ -91,7 +91,8 @@ private func attach(_ run: DistillRun, quiet: Bool) {
     run.progress = { stage, done, total in
         let bar = bars[stage] ?? Progress(stage, quiet: quiet)
         bars[stage] = bar
-        bar.update(done, total)
+        let elapsed = Date().timeIntervalSince(bar.start)
+        bar.update(done, total, elapsed > 0 ? String(format: "%.0f tok/s", Double(done) / elapsed) : "")
     }
     if !quiet { run.log = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) } }
 }
