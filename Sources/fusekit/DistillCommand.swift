@@ -92,7 +92,7 @@ private func attach(_ run: DistillRun, quiet: Bool) {
         let bar = bars[stage] ?? Progress(stage, quiet: quiet)
         bars[stage] = bar
         let elapsed = Date().timeIntervalSince(bar.start)
-        bar.update(done, total, elapsed > 0 ? String(format: "%.0f tok/s", Double(done) / elapsed) : "")
+        bar.update(done, total, elapsed > 0 && stage.hasPrefix("capture") ? String(format: "%.0f tok/s", Double(done) / elapsed) : "")
     }
     if !quiet { run.log = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) } }
 }
