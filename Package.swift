@@ -40,8 +40,11 @@ let package = Package(
         .target(name: "FuseTransfer", dependencies: [
             "FuseNN", "FuseIO", "FuseTensor", "FuseEval", "FuseModels", "FuseTrain", .product(name: "Yams", package: "Yams"),
         ], swiftSettings: fastMath),
+        .target(name: "FuseDistill", dependencies: [
+            "FuseIO", "FuseTensor", "FuseTokenizers", "FuseNN", "FuseModels", "FuseMerge", "FuseTrain", .product(name: "Yams", package: "Yams"),
+        ], swiftSettings: fastMath),
         .executableTarget(name: "fusekit", dependencies: [
-            "FuseIO", "FuseTensor", "FuseTokenizers", "FuseMerge", "FuseModels", "FuseEval", "FuseReport", "FuseEvolve", "FuseTrain", "FuseTransfer",
+            "FuseIO", "FuseTensor", "FuseTokenizers", "FuseMerge", "FuseModels", "FuseEval", "FuseReport", "FuseEvolve", "FuseTrain", "FuseTransfer", "FuseDistill",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fastMath),
         .executableTarget(name: "fuzz-formats", dependencies: ["FuseIO", "FuseTensor"], swiftSettings: fastMath),
@@ -60,6 +63,8 @@ let package = Package(
         .testTarget(name: "FuseTrainTests", dependencies: ["FuseTrain", "FuseNN", "FuseIO", "FuseTensor", "FuseTokenizers", "FuseModels"],
                     resources: [.copy("../Fixtures/train")]),
         .testTarget(name: "FuseTransferTests", dependencies: ["FuseTransfer", "FuseTrain", "FuseModels", "FuseNN", "FuseTensor", "FuseIO"]),
+        .testTarget(name: "FuseDistillTests", dependencies: ["FuseDistill", "FuseTokenizers", "FuseModels", "FuseNN", "FuseIO"],
+                    resources: [.copy("../Fixtures/distill")]),
     ],
     swiftLanguageModes: [.v5]
 )
