@@ -89,11 +89,10 @@ extension Tape {
 /// Masked, scaled softmax of one score row in place (keys 0...i visible, and i − j < window when set).
 @inline(__always) func causalSoftmaxRow(_ row: UnsafeMutablePointer<Float>, query i: Int, keys t: Int, scale: Float, window: Int) {
     let first = window > 0 ? max(0, i - window + 1) : 0
-    var mx = -Float.infinity
-    for j in first...i { row[j] *= scale; mx = max(mx, row[j]) }
-    var sum: Float = 0
-    for j in first...i { let e = expf(row[j] - mx); row[j] = e; sum += e }
-    let inv = 1 / sum
+    let visible = i - first + 1
+    for j in first...i { row[j] *= scale }
+    let mx = fk_max_f32(row + first, visible)
+    let inv = Float(1 / fk_exp_shifted(row + first, visible, mx, row + first))
     for j in 0..<first { row[j] = 0 }
     for j in first...i { row[j] *= inv }
     for j in (i + 1)..<max(t, i + 1) { row[j] = 0 }

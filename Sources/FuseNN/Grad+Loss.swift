@@ -4,6 +4,7 @@
 // into the logits' gradient while the row's softmax is at hand (no [N, V] probabilities kept).
 import Foundation
 import FuseTensor
+import CFuseKernels
 
 extension Tape {
     /// The loss of one micro-batch. When recording and `logits` needs a gradient, adds
@@ -61,20 +62,16 @@ extension Tape {
             softRows.withUnsafeMutableBufferPointer { softOut in
                 ids.withUnsafeBufferPointer { idp in
                     lps.withUnsafeBufferPointer { lpp in
-                        parallelFor(count: n, chunkSize: max(1, rowChunk(v))) { _, r in
+                        let chunk = max(1, rowChunk(v))
+                        parallelFor(count: n, chunkSize: chunk) { _, r in
+                            let scratch = SavedFloats(grad == nil ? chunk * v : 1)
                             for i in r {
                                 let label = labels[i], soft = hasSoft[i]
                                 guard label >= 0 || soft else { continue }
                                 let zr = z + i * v
-                                var mx = -Float.infinity
-                                for j in 0..<v { mx = max(mx, zr[j]) }
-                                var sum = 0.0
-                                if let grad {
-                                    let gr = grad + i * v
-                                    for j in 0..<v { let e = expf(zr[j] - mx); gr[j] = e; sum += Double(e) }
-                                } else {
-                                    for j in 0..<v { sum += Double(expf(zr[j] - mx)) }
-                                }
+                                let mx = fk_max_f32(zr, v)
+                                // e^(z − max) lands in the gradient row (scaled to p − target below), or in scratch.
+                                let sum = fk_exp_shifted(zr, v, mx, grad.map { $0 + i * v } ?? scratch.pointer + (i - r.lowerBound) * v)
                                 let lse = Double(mx) + log(sum)
                                 var rowCE = 0.0
                                 if label >= 0 { rowCE = lse - Double(zr[label]); ceOut[i] = rowCE }
