@@ -7,7 +7,9 @@ extension Tape {
     /// y `[N, C]` = table[ids] · scale (Gemma scales by √C; GPT-2's learned positions use this too).
     public func embedding(_ ids: [Int], table: Variable, scale: Float = 1, name: String) throws -> Variable {
         let (v, c) = (table.rows, table.cols)
-        for id in ids where id < 0 || id >= v { throw NNError.tokenOutOfRange(token: id, vocabulary: v) }
+        for id in ids where id < 0 || id >= v {
+            throw NNError.invalidArgument("id \(id) is outside '\(name)' (\(v) rows); token and position ids must lie in [0, \(v))")
+        }
         let y = Variable(rows: ids.count, cols: c, requiresGrad: needsGrad(table))
         for (i, id) in ids.enumerated() {
             let src = table.data + id * c, dst = y.data + i * c
