@@ -28,31 +28,41 @@ public final class Variable: @unchecked Sendable {
     public let rows: Int
     public let cols: Int
     public let data: UnsafeMutablePointer<Float>
-    /// Same count as `data`, zero until backward adds into it; nil when no gradient flows here.
-    public let grad: UnsafeMutablePointer<Float>?
+    /// Whether a gradient flows here (false for inputs, frozen weights, and everything without a tape).
+    public let requiresGrad: Bool
+    private var gradStorage: UnsafeMutablePointer<Float>?
     private let owns: Bool
     private let base: Variable?
 
     public var count: Int { rows * cols }
-    public var requiresGrad: Bool { grad != nil }
 
-    /// Uninitialised values; a zeroed gradient when `requiresGrad`.
+    /// The gradient (same count as `data`), allocated zeroed on first use, so only the activations
+    /// backward is working on hold one: nil when no gradient flows here. Call from one thread.
+    public var grad: UnsafeMutablePointer<Float>? {
+        guard requiresGrad else { return nil }
+        if let base { return base.grad }
+        if let gradStorage { return gradStorage }
+        let g = allocateFloats(count, zeroed: true)
+        gradStorage = g
+        return g
+    }
+
+    /// Uninitialised values; a gradient (allocated when first used) when `requiresGrad`.
     public init(rows: Int, cols: Int, requiresGrad: Bool) {
         self.rows = rows; self.cols = cols
-        let n = max(rows * cols, 1)
-        data = allocateFloats(n, zeroed: false)
-        grad = requiresGrad ? allocateFloats(n, zeroed: true) : nil
+        data = allocateFloats(rows * cols, zeroed: false)
+        self.requiresGrad = requiresGrad
         owns = true; base = nil
     }
 
     /// Wraps memory owned elsewhere (a parameter's value and gradient) for the duration of a step.
     public init(wrapping data: UnsafeMutablePointer<Float>, grad: UnsafeMutablePointer<Float>?, rows: Int, cols: Int) {
-        self.rows = rows; self.cols = cols; self.data = data; self.grad = grad
+        self.rows = rows; self.cols = cols; self.data = data; gradStorage = grad; requiresGrad = grad != nil
         owns = false; base = nil
     }
 
     private init(viewing v: Variable, rows: Int, cols: Int) {
-        self.rows = rows; self.cols = cols; data = v.data; grad = v.grad
+        self.rows = rows; self.cols = cols; data = v.data; requiresGrad = v.requiresGrad
         owns = false; base = v
     }
 
@@ -67,16 +77,71 @@ public final class Variable: @unchecked Sendable {
 
     deinit {
         guard owns else { return }
-        free(data)
-        if let grad { free(grad) }
+        releaseFloats(data, count)
+        if let gradStorage { releaseFloats(gradStorage, count) }
     }
 }
 
 func allocateFloats(_ n: Int, zeroed: Bool) -> UnsafeMutablePointer<Float> {
-    let bytes = max(n, 1) * MemoryLayout<Float>.stride
-    let raw = zeroed ? calloc(1, bytes) : malloc(bytes)
-    guard let raw else { fatalError("out of memory allocating \(bytes) bytes for an activation") } // invariant: allocation failure is not input-reachable in a recoverable way
-    return raw.assumingMemoryBound(to: Float.self)
+    ActivationPool.shared.take(max(n, 1), zeroed: zeroed)
+}
+
+func releaseFloats(_ p: UnsafeMutablePointer<Float>, _ n: Int) {
+    ActivationPool.shared.give(p, max(n, 1))
+}
+
+/// Large activation buffers kept for reuse: every training step allocates the same sizes again, and
+/// fresh pages from the kernel cost a fault and a clear each (over 10% of a step when measured).
+/// Buffers below `minimum` floats go straight to malloc. `purge()` hands everything back.
+public final class ActivationPool: @unchecked Sendable {
+    public static let shared = ActivationPool()
+    let minimum = 1 << 16
+    /// Floats kept idle at most (1 GiB).
+    let capacity = 1 << 28
+    private var idle: [Int: [UnsafeMutablePointer<Float>]] = [:]
+    private var idleFloats = 0
+    private var lock = pthread_mutex_t()
+
+    init() { pthread_mutex_init(&lock, nil) }
+
+    func take(_ n: Int, zeroed: Bool) -> UnsafeMutablePointer<Float> {
+        if n >= minimum {
+            pthread_mutex_lock(&lock)
+            let reused = idle[n]?.popLast()
+            if reused != nil { idleFloats -= n }
+            pthread_mutex_unlock(&lock)
+            if let reused {
+                if zeroed { reused.update(repeating: 0, count: n) }
+                return reused
+            }
+        }
+        let bytes = n * MemoryLayout<Float>.stride
+        guard let raw = zeroed ? calloc(1, bytes) : malloc(bytes) else {
+            fatalError("out of memory allocating \(bytes) bytes for an activation") // invariant: no recovery from exhausted memory
+        }
+        return raw.assumingMemoryBound(to: Float.self)
+    }
+
+    func give(_ p: UnsafeMutablePointer<Float>, _ n: Int) {
+        if n >= minimum {
+            pthread_mutex_lock(&lock)
+            defer { pthread_mutex_unlock(&lock) }
+            if idleFloats + n <= capacity {
+                idle[n, default: []].append(p)
+                idleFloats += n
+                return
+            }
+        }
+        free(p)
+    }
+
+    /// Frees every idle buffer (after training, to give the memory back).
+    public func purge() {
+        pthread_mutex_lock(&lock)
+        defer { pthread_mutex_unlock(&lock) }
+        for (_, list) in idle { list.forEach { free($0) } }
+        idle = [:]; idleFloats = 0
+    }
 }
 
 /// A scratch buffer freed with the closure that captures it (saved activations that are not variables).
@@ -84,7 +149,7 @@ final class SavedFloats: @unchecked Sendable {
     let pointer: UnsafeMutablePointer<Float>
     let count: Int
     init(_ count: Int, zeroed: Bool = false) { self.count = count; pointer = allocateFloats(count, zeroed: zeroed) }
-    deinit { free(pointer) }
+    deinit { releaseFloats(pointer, count) }
 }
 
 /// The record of one forward pass: each op's backward, run newest first by `backward()`.
@@ -144,8 +209,10 @@ public func gemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: 
     }
     let splitRows = m >= n
     let extent = splitRows ? m : n
-    if extent < gemmSplitMinimum * 2 || Parallel.threads == 1 {
-        BLAS.sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+    if extent < gemmSplitMinimum * 2 {
+        withSingleThreadedBLAS {
+            BLAS.sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+        }
         return
     }
     let chunk = ((extent + gemmChunks - 1) / gemmChunks + 15) / 16 * 16
@@ -192,7 +259,7 @@ extension Tape {
         let y = Variable(rows: a.rows, cols: a.cols, requiresGrad: needsGrad(a, b))
         let (pa, pb, py, n) = (a.data, b.data, y.data, a.count)
         parallelFor(count: n, chunkSize: 1 << 16) { _, r in for i in r { py[i] = pa[i] + pb[i] } }
-        if let gy = y.grad { record(y) { addBackward(gy, a.grad, b.grad, count: n) } }
+        if y.requiresGrad { record(y) { guard let gy = y.grad else { return }; addBackward(gy, a.grad, b.grad, count: n) } }
         return y
     }
 
@@ -204,7 +271,7 @@ extension Tape {
         let y = Variable(rows: a.rows, cols: a.cols, requiresGrad: needsGrad(a, b))
         let (pa, pb, py, n) = (a.data, b.data, y.data, a.count)
         parallelFor(count: n, chunkSize: 1 << 16) { _, r in for i in r { py[i] = pa[i] * pb[i] } }
-        if let gy = y.grad { record(y) { mulBackward(gy, pa, pb, a.grad, b.grad, count: n); withExtendedLifetime((a, b)) {} } }
+        if y.requiresGrad { record(y) { guard let gy = y.grad else { return }; mulBackward(gy, pa, pb, a.grad, b.grad, count: n); withExtendedLifetime((a, b)) {} } }
         return y
     }
 
@@ -213,8 +280,8 @@ extension Tape {
         let y = Variable(rows: x.rows, cols: x.cols, requiresGrad: needsGrad(x))
         let (px, py, n) = (x.data, y.data, x.count)
         parallelFor(count: n, chunkSize: 1 << 16) { _, r in for i in r { py[i] = px[i] * s } }
-        if let gy = y.grad, let gx = x.grad {
-            record(y) { parallelFor(count: n, chunkSize: 1 << 16) { _, r in for i in r { gx[i] += gy[i] * s } } }
+        if y.requiresGrad, x.requiresGrad {
+            record(y) { guard let gy = y.grad, let gx = x.grad else { return }; parallelFor(count: n, chunkSize: 1 << 16) { _, r in for i in r { gx[i] += gy[i] * s } } }
         }
         return y
     }
@@ -247,9 +314,9 @@ extension Tape {
         let y = Variable(rows: x.rows, cols: w, requiresGrad: needsGrad(x))
         let (px, py) = (x.data, y.data)
         parallelFor(count: x.rows, chunkSize: rowChunk(w)) { _, r in for i in r { (py + i * w).update(from: px + i * ld + c0, count: w) } }
-        if let gy = y.grad, let gx = x.grad {
+        if y.requiresGrad, x.requiresGrad {
             let rows = x.rows
-            record(y) {
+            record(y) { guard let gy = y.grad, let gx = x.grad else { return }
                 parallelFor(count: rows, chunkSize: rowChunk(w)) { _, r in
                     for i in r { let d = gx + i * ld + c0, s = gy + i * w; for j in 0..<w { d[j] += s[j] } }
                 }

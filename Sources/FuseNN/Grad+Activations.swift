@@ -36,8 +36,8 @@ extension Tape {
         parallelFor(count: n, chunkSize: 1 << 14) { _, r in
             if act == .silu { for i in r { py[i] = siluValue(g[i]) * u[i] } } else { for i in r { py[i] = geluValue(g[i]) * u[i] } }
         }
-        if let gy = y.grad {
-            record(y) {
+        if y.requiresGrad {
+            record(y) { guard let gy = y.grad else { return }
                 gatedBackward(gy, gate: g, up: u, act, count: n, dGate: gate.grad, dUp: up.grad)
                 withExtendedLifetime((gate, up)) {}
             }
@@ -50,8 +50,8 @@ extension Tape {
         let y = Variable(rows: x.rows, cols: x.cols, requiresGrad: needsGrad(x))
         let (px, py, n) = (x.data, y.data, x.count)
         parallelFor(count: n, chunkSize: 1 << 14) { _, r in for i in r { py[i] = act.value(px[i]) } }
-        if let gy = y.grad, let gx = x.grad {
-            record(y) {
+        if y.requiresGrad, x.requiresGrad {
+            record(y) { guard let gy = y.grad, let gx = x.grad else { return }
                 activationBackward(gy, x: px, act, count: n, dx: gx)
                 withExtendedLifetime(x) {}
             }
@@ -64,8 +64,8 @@ extension Tape {
         let y = Variable(rows: x.rows, cols: x.cols, requiresGrad: needsGrad(x))
         let (px, py, n) = (x.data, y.data, x.count)
         parallelFor(count: n, chunkSize: 1 << 14) { _, r in for i in r { py[i] = tanhf(px[i] / cap) * cap } }
-        if let gy = y.grad, let gx = x.grad {
-            record(y) {
+        if y.requiresGrad, x.requiresGrad {
+            record(y) { guard let gy = y.grad, let gx = x.grad else { return }
                 softcapBackward(gy, y: py, cap: cap, count: n, dx: gx)
                 withExtendedLifetime(y) {}
             }
@@ -78,8 +78,17 @@ extension Tape {
 public func gatedBackward(_ dy: UnsafePointer<Float>, gate g: UnsafePointer<Float>, up u: UnsafePointer<Float>, _ act: Activation,
                           count n: Int, dGate: UnsafeMutablePointer<Float>?, dUp: UnsafeMutablePointer<Float>?) {
     parallelFor(count: n, chunkSize: 1 << 14) { _, r in
-        if let dGate { for i in r { dGate[i] += dy[i] * u[i] * act.derivative(g[i]) } }
-        if let dUp { for i in r { dUp[i] += dy[i] * act.value(g[i]) } }
+        switch (dGate, dUp, act) {
+        case let (dGate?, dUp?, .silu):
+            for i in r {
+                let z = g[i], s = 1 / (1 + expf(-z))
+                dGate[i] += dy[i] * u[i] * s * (1 + z * (1 - s))
+                dUp[i] += dy[i] * z * s
+            }
+        default:
+            if let dGate { for i in r { dGate[i] += dy[i] * u[i] * act.derivative(g[i]) } }
+            if let dUp { for i in r { dUp[i] += dy[i] * act.value(g[i]) } }
+        }
     }
 }
 

@@ -1,4 +1,4 @@
-// Rotary embeddings, causal self-attention and embeddings for training, over B sequences of T
+// Rotary embeddings and causal self-attention for training, over B sequences of T
 // tokens (row b*T + t, position t). Attention follows transformers' eager path: S = q kᵀ · scale,
 // causal mask plus optional sliding window (key j visible from query i when j ≤ i and i − j < W),
 // softmax in f32, o = P v; query head h reads kv head h / (H / KVH) (repeat_kv).
@@ -17,10 +17,10 @@ extension Tape {
         let y = Variable(rows: x.rows, cols: x.cols, requiresGrad: needsGrad(x))
         y.data.update(from: x.data, count: x.count)
         ropeForward(y.data, rows: x.rows, heads: heads, rope: rope, positions: positions)
-        if let gy = y.grad, let gx = x.grad {
+        if y.requiresGrad, x.requiresGrad {
             let n = x.count, rows = x.rows
             let backward = positions.map { -$0 }
-            record(y) {
+            record(y) { guard let gy = y.grad, let gx = x.grad else { return }
                 let t = SavedFloats(n)
                 t.pointer.update(from: gy, count: n)
                 ropeForward(t.pointer, rows: rows, heads: heads, rope: rope, positions: backward)
@@ -76,8 +76,8 @@ extension Tape {
         let out = Variable(rows: n, cols: q.cols, requiresGrad: needsGrad(q, k, v))
         let probs = SavedFloats(out.requiresGrad ? s.batch * s.heads * s.length * s.length : 1)
         attentionForward(q: q.data, k: k.data, v: v.data, s, into: out.data, probs: out.requiresGrad ? probs.pointer : nil)
-        if let gy = out.grad {
-            record(out) {
+        if out.requiresGrad {
+            record(out) { guard let gy = out.grad else { return }
                 attentionBackward(gy, q: q.data, k: k.data, v: v.data, s, probs: probs.pointer, dq: q.grad, dk: k.grad, dv: v.grad)
                 withExtendedLifetime((q, k, v)) {}
             }
@@ -89,11 +89,10 @@ extension Tape {
 /// Masked, scaled softmax of one score row in place (keys 0...i visible, and i − j < window when set).
 @inline(__always) func causalSoftmaxRow(_ row: UnsafeMutablePointer<Float>, query i: Int, keys t: Int, scale: Float, window: Int) {
     let first = window > 0 ? max(0, i - window + 1) : 0
-    var mx = -Float.infinity
-    for j in first...i { row[j] *= scale; mx = max(mx, row[j]) }
-    var sum: Float = 0
-    for j in first...i { let e = expf(row[j] - mx); row[j] = e; sum += e }
-    let inv = 1 / sum
+    let visible = i - first + 1
+    for j in first...i { row[j] *= scale }
+    let mx = fk_max_f32(row + first, visible)
+    let inv = Float(1 / fk_exp_shifted(row + first, visible, mx, row + first))
     for j in 0..<first { row[j] = 0 }
     for j in first...i { row[j] *= inv }
     for j in (i + 1)..<max(t, i + 1) { row[j] = 0 }
@@ -165,40 +164,6 @@ public func attentionBackward(_ dout: UnsafePointer<Float>, q: UnsafePointer<Flo
                     if let dk { for e in 0..<d { dk[row + e] += dkHeads[src + i * d + e] } }
                     if let dv { for e in 0..<d { dv[row + e] += dvHeads[src + i * d + e] } }
                 }
-            }
-        }
-    }
-}
-
-// MARK: - embeddings
-
-extension Tape {
-    /// y `[N, C]` = table[ids] · scale (Gemma scales by √C; GPT-2's learned positions use this too).
-    public func embedding(_ ids: [Int], table: Variable, scale: Float = 1, name: String) throws -> Variable {
-        let (v, c) = (table.rows, table.cols)
-        for id in ids where id < 0 || id >= v { throw NNError.tokenOutOfRange(token: id, vocabulary: v) }
-        let y = Variable(rows: ids.count, cols: c, requiresGrad: needsGrad(table))
-        for (i, id) in ids.enumerated() {
-            let src = table.data + id * c, dst = y.data + i * c
-            if scale == 1 { dst.update(from: src, count: c) } else { for j in 0..<c { dst[j] = src[j] * scale } }
-        }
-        if let gy = y.grad, let gt = table.grad {
-            record(y) {
-                embeddingBackward(gy, ids: ids, dim: c, scale: scale, dTable: gt)
-                withExtendedLifetime(table) {}
-            }
-        }
-        return y
-    }
-}
-
-/// dTable[ids[i]] += scale · dy[i], split over column blocks so rows repeat in order on one thread.
-public func embeddingBackward(_ dy: UnsafePointer<Float>, ids: [Int], dim c: Int, scale: Float, dTable: UnsafeMutablePointer<Float>) {
-    ids.withUnsafeBufferPointer { idp in
-        parallelFor(count: c, chunkSize: max(16, (c + 3) / 4)) { _, cols in
-            for (i, id) in idp.enumerated() {
-                let src = dy + i * c, dst = dTable + id * c
-                for j in cols { dst[j] += src[j] * scale }
             }
         }
     }

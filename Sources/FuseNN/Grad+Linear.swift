@@ -137,8 +137,8 @@ extension Tape {
             gemm(transB: true, m: n, n: outF, k: r, alpha: adapter.scale, a: u.pointer, lda: r, b: bf.data, ldb: r, beta: 1, c: y.data, ldc: outF)
             saved = (adapter, a, bf, xdBuffer, maskBuffer, u)
         }
-        if let gy = y.grad {
-            record(y) {
+        if y.requiresGrad {
+            record(y) { guard let gy = y.grad else { return }
                 linearBackward(gy, rows: n, x: x.data, weight: w.data, conv1D: conv, inFeatures: inF, outFeatures: outF,
                                dx: x.grad, dWeight: w.grad, dBias: b?.grad)
                 if let s = saved {

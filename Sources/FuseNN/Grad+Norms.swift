@@ -16,8 +16,8 @@ extension Tape {
         let rstd = SavedFloats(x.rows)
         let onePlus = kind == .onePlusWeight
         rmsNormForward(x.data, weight: weight.data, rows: x.rows, dim: x.cols, eps: eps, onePlus: onePlus, into: y.data, rstd: rstd.pointer)
-        if let gy = y.grad {
-            record(y) {
+        if y.requiresGrad {
+            record(y) { guard let gy = y.grad else { return }
                 rmsNormBackward(gy, x: x.data, weight: weight.data, rows: x.rows, dim: x.cols, onePlus: onePlus, rstd: rstd.pointer,
                                 dx: x.grad, dWeight: weight.grad)
                 withExtendedLifetime((x, weight)) {}
@@ -34,8 +34,8 @@ extension Tape {
         let y = Variable(rows: x.rows, cols: x.cols, requiresGrad: needsGrad(x, weight, bias))
         let stats = SavedFloats(2 * x.rows)
         layerNormForward(x.data, weight: weight.data, bias: bias.data, rows: x.rows, dim: x.cols, eps: eps, into: y.data, stats: stats.pointer)
-        if let gy = y.grad {
-            record(y) {
+        if y.requiresGrad {
+            record(y) { guard let gy = y.grad else { return }
                 layerNormBackward(gy, x: x.data, weight: weight.data, rows: x.rows, dim: x.cols, stats: stats.pointer,
                                   dx: x.grad, dWeight: weight.grad, dBias: bias.grad)
                 withExtendedLifetime((x, weight, bias)) {}

@@ -3,6 +3,7 @@ import XCTest
 import FuseIO
 import FuseModels
 import FuseNN
+import FuseTensor
 
 /// Whole-model gradients of the trainable architectures against PyTorch/transformers and peft
 /// (Tools/fixtures/training_fixtures.py): loss and every parameter's gradient, by name.
@@ -119,6 +120,26 @@ final class TrainingTests: XCTestCase {
         }
     }
 
+    /// Same batch, seed and step: the same gradient bytes with 1 and 2 threads (DESIGN.md, Determinism).
+    func testGradientsDoNotDependOnThreadCount() throws {
+        let c = try TrainingCase("llama")
+        // 4 x 64 tokens: large enough that products, attention and reductions are split into chunks.
+        let tokens = (0..<256).map { ($0 * 7 + $0 / 5) % 48 }
+        let batch = TrainingBatch(tokens: tokens, batch: 4, length: 64, labels: tokens.indices.map { $0 % 64 == 63 ? -1 : tokens[$0 + 1] })
+        let saved = Parallel.threads
+        defer { Parallel.threads = saved }
+        var results: [[[Float]]] = []
+        for threads in [1, 2] {
+            Parallel.threads = threads
+            let model = try ModelRegistry.loadTrainable(c.folder)
+            try model.attachLoRA(LoRASettings(rank: 2, alpha: 4, dropout: 0.2, targetModules: ["q_proj", "down_proj"]), seed: 9)
+            for p in model.trainableParameters where p.name.hasSuffix("lora_B.weight") { p.value = p.value.indices.map { Float($0 % 5) * 0.02 } }
+            _ = try model.accumulateGradients(batch, loss: .crossEntropy, scale: 1, step: 3)
+            results.append(model.trainableParameters.map(\.grad))
+        }
+        XCTAssertEqual(results[0], results[1])
+    }
+
     /// visitLinearInputs sees every linear's input in forward order with its width; q/k/v share one input.
     func testVisitLinearInputs() throws {
         let c = try TrainingCase("qwen2")
@@ -151,5 +172,49 @@ final class TrainingTests: XCTestCase {
         XCTAssertThrowsError(try model.evaluateLoss(c.batch, loss: .mixed(lambda: 0.5, soft: .kl)))
         XCTAssertThrowsError(try ModelRegistry.loadTrainable(fixturePath("training/missing")))
         XCTAssertTrue(model.allParameters.allSatisfy { $0.grad.allSatisfy { $0 == 0 } }, "a refused batch leaves gradients untouched")
+    }
+}
+
+/// The training forward and the inference forward (checked against transformers' logits in
+/// ArchitectureTests) give the same cross-entropy on every runtime fixture, and on the real models
+/// when FUSEKIT_MODELS_DIR is set.
+final class TrainingForwardTests: XCTestCase {
+    /// Mean next-token cross-entropy of one sequence from inference logits, in f64.
+    func inferenceLoss(_ model: any CausalLanguageModel, _ ids: [Int]) throws -> Double {
+        let logits = try model.logits(ids), v = model.summary.vocabularySize
+        var total = 0.0
+        for t in 0..<(ids.count - 1) {
+            let row = logits[(t * v)..<((t + 1) * v)].map(Double.init)
+            let mx = row.max() ?? 0
+            total += mx + log(row.reduce(0) { $0 + exp($1 - mx) }) - row[ids[t + 1]]
+        }
+        return total / Double(ids.count - 1)
+    }
+
+    func check(_ path: String, _ ids: [Int], tolerance: Double) throws {
+        let inference = try ModelRegistry.load(path), trainable = try ModelRegistry.loadTrainable(path)
+        let expected = try inferenceLoss(inference, ids)
+        let batch = TrainingBatch(tokens: ids, batch: 1, length: ids.count, labels: Array(ids.dropFirst()) + [-1])
+        let got = try trainable.evaluateLoss(batch, loss: .crossEntropy).loss
+        XCTAssertEqual(got, expected, accuracy: tolerance * expected, path)
+        print("\(URL(fileURLWithPath: path).lastPathComponent): training-forward loss \(got), inference-forward loss \(expected)")
+    }
+
+    func testTrainingForwardMatchesInferenceOnRuntimeFixtures() throws {
+        for name in runtimeCases {
+            let c = try RuntimeCase(name)
+            try check(c.folder, try c.ints("prompt.1.ids"), tolerance: 1e-5)
+        }
+    }
+
+    func testRealModels() throws {
+        guard let dir = ProcessInfo.processInfo.environment["FUSEKIT_MODELS_DIR"] else { throw XCTSkip("FUSEKIT_MODELS_DIR is not set") }
+        for file in ["smollm2.gguf", "gemma3-270m.gguf"] {
+            let path = dir + "/" + file
+            guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("\(path) is missing (Tools/fetch-models.sh)") }
+            // Ids of a short English sentence in each vocabulary do not matter for this check: any ids do.
+            let ids = (0..<24).map { 100 + 37 * $0 }
+            try check(path, ids, tolerance: 1e-4)
+        }
     }
 }
