@@ -52,7 +52,7 @@ for row, label, steps in ROWS:
     dev, evals = "", ""
     if row in RUNS and os.path.exists(os.path.join(work, RUNS[row], "run.json")):
         r = json.load(open(os.path.join(work, RUNS[row], "run.json")))
-        summary = r.get("summary", r)
+        summary = r.get("measurements", r)
         best = summary.get("best_dev")
         dev = f"{100 * best:.1f}" if isinstance(best, (int, float)) else ""
         evals = str(summary.get("evaluations", ""))
