@@ -28,10 +28,14 @@ public final class InProcessEvaluator: CandidateEvaluator {
     let batchSize: Int
     public init(codec: TokenCodec?, batchSize: Int = 8) { self.codec = codec; self.batchSize = batchSize }
     public var needsSideFiles: Bool { false }
+    /// Seconds spent loading candidates (the rest of `evaluate` is FuseEval's).
+    public private(set) var loadSeconds = 0.0
 
     public func evaluate(folders: [String], tasks: [FitnessTask]) throws -> [TaskValues] {
         try folders.map { folder in
+            let t0 = Date()
             let model = try ModelRegistry.load(folder)
+            loadSeconds += Date().timeIntervalSince(t0)
             return try tasks.map { t in
                 let report = try Evaluator(model: model, codec: codec, batchSize: batchSize, limit: t.limit).run(t.task)
                 guard let v = report.metrics[t.metric] else {

@@ -69,31 +69,48 @@ func makeTrial(target: WeightSet, references: [WeightSet], rule: MutationRule, c
             pick -= n
         }
     }
-    var trial = target
-    var taken = 0, total = 0
-    for k in layout.names.indices {
-        let shape = layout.shapes[k]
-        let n = layout.count(k)
-        let unitSize = crossover.unit == .element ? 1 : n / max(1, crossover.unit.units(shape))
-        var rng = SeededRNG(seed: seed, name: stream + "/" + layout.names[k])
-        let refs = references.map { $0.tensors[k] }
-        trial.tensors[k].withUnsafeMutableBufferPointer { out in
-            withBuffers(refs) { refBuffers in
-                var j = 0, unit = 0
-                while j < n {
-                    let fromMutant = rng.nextFloat() < crossover.rate || (forced.map { $0.tensor == k && $0.unit == unit } ?? false)
-                    let end = min(n, j + unitSize)
-                    if fromMutant {
-                        for e in j..<end { out[e] = mutantValue(rule, out[e], refBuffers, e) }
-                        taken += end - j
-                    }
-                    j = end; unit += 1
+    // Tensors are independent (each has its own random stream), so they are built in parallel; the
+    // trial is the same bytes on any thread count.
+    var tensors = target.tensors
+    var takenPerTensor = [Int](repeating: 0, count: layout.names.count)
+    tensors.withUnsafeMutableBufferPointer { outTensors in
+        takenPerTensor.withUnsafeMutableBufferPointer { takenOut in
+            parallelFor(count: layout.names.count, chunkSize: 1) { _, range in
+                for k in range {
+                    takenOut[k] = crossTensor(&outTensors[k], k: k, references: references, rule: rule, crossover: crossover,
+                                              forced: forced, seed: seed, stream: stream + "/" + layout.names[k])
                 }
             }
         }
-        total += n
     }
-    return (trial, total > 0 ? Double(taken) / Double(total) : 0)
+    let taken = takenPerTensor.reduce(0, +), total = layout.parameterCount
+    return (WeightSet(layout: layout, tensors: tensors), total > 0 ? Double(taken) / Double(total) : 0)
+}
+
+/// Mutation and crossover of tensor k of a trial in place (`out` starts as the target's); returns how
+/// many coordinates came from the mutant.
+private func crossTensor(_ out: inout [Float], k: Int, references: [WeightSet], rule: MutationRule, crossover: CrossoverOptions,
+                         forced: (tensor: Int, unit: Int)?, seed: UInt64, stream: String) -> Int {
+    let shape = references[0].layout.shapes[k]
+    let n = out.count
+    let unitSize = crossover.unit == .element ? 1 : n / max(1, crossover.unit.units(shape))
+    var rng = SeededRNG(seed: seed, name: stream)
+    var taken = 0
+    out.withUnsafeMutableBufferPointer { out in
+        withBuffers(references.map { $0.tensors[k] }) { refBuffers in
+            var j = 0, unit = 0
+            while j < n {
+                let fromMutant = rng.nextFloat() < crossover.rate || (forced.map { $0.tensor == k && $0.unit == unit } ?? false)
+                let end = min(n, j + unitSize)
+                if fromMutant {
+                    for e in j..<end { out[e] = mutantValue(rule, out[e], refBuffers, e) }
+                    taken += end - j
+                }
+                j = end; unit += 1
+            }
+        }
+    }
+    return taken
 }
 
 /// Calls `body` with read-only buffers of every array (nested withUnsafeBufferPointer).
