@@ -7,6 +7,7 @@
 #        swift build -c release --product fusekit). MODEL defaults to models/smollm2.gguf (Tools/fetch-models.sh).
 # Writes WORK_DIR/results.md (the table docs/results.md quotes) and WORK_DIR/times.tsv (wall time per step).
 # A finished step is skipped when the script is run again (delete its folder to redo it).
+# GENERATIONS (default 3) sets the generations of the Evolver and CMA-ES runs.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 MODEL=${1:-models/smollm2.gguf}
@@ -42,6 +43,8 @@ for t in $TASKS; do
         --epochs 3 --batch-size 8 --lr 2e-3 --warmup 5 --seq-len 32 --seed 1 --quiet
     step "apply-$t" "ft-$t" "$FUSEKIT" apply-lora base "adapter-$t" "ft-$t" --dtype f32 --quiet
 done
+
+[ "${STOP_AFTER:-}" = finetunes ] && exit 0   # Benchmarks/evolve needs only the fine-tunes
 
 # 2. Static merges at their defaults (weight 1 each; TIES and DARE at density 0.5, mergekit's usual value,
 #    since their default density 1 trims nothing).
