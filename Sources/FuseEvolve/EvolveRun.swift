@@ -42,7 +42,8 @@ public struct EvolveSummary {
     public var earlyStops = 0
     /// Seconds spent per part of the run, in this process: `evaluate` (the evaluator, model loads
     /// included), `load_model` (the in-process evaluator's share of it spent loading candidates),
-    /// `materialize` (candidates written for scoring), `trial`, `merge`, `checkpoint`.
+    /// `materialize` (candidates made ready for scoring: tensors handed to an in-memory store, or a
+    /// folder written for workers), `trial`, `merge`, `checkpoint`.
     public var timings: [(String, Double)] = []
     /// Weight space under --max-memory: individuals written out early, and read back.
     public var spills = 0, reloads = 0
@@ -243,14 +244,46 @@ public final class EvolveRun {
 
     // MARK: - Evaluation
 
-    /// Writes a candidate as an HF folder under the scratch folder (tmpfs when evaluated in process).
-    func materialize(_ candidate: Candidate, key: String) throws -> String {
+    /// A candidate ready to be scored: in memory for an evaluator that can score it there, otherwise
+    /// written as an HF folder under the scratch folder (which `discard` removes).
+    enum Prepared {
+        case store(WeightStore)
+        case folder(String)
+    }
+
+    func prepare(_ candidate: Candidate, key: String) throws -> Prepared {
         let weights: WeightSet
         switch candidate {
         case let .weights(w): weights = w
         case let .recipe(config): weights = try timed("merge") { try mergeRecipe(config) }
         }
-        return try timed("materialize") { try write(weights, key: key) }
+        return try timed("materialize") {
+            if options.evaluator.scoresInMemory {
+                let tensors = try weights.layout.names.indices.map { k in
+                    (weights.layout.names[k], try Tensor(floats: weights.tensors[k], shape: weights.layout.shapes[k]))
+                }
+                return .store(try WeightStore(tensors: tensors, config: try modelConfig(dtype: .f32), path: "candidate \(key)"))
+            }
+            return .folder(try write(weights, key: key.replacingOccurrences(of: ":", with: "-")))
+        }
+    }
+
+    func discard(_ prepared: Prepared) {
+        if case let .folder(f) = prepared { try? FileManager.default.removeItem(atPath: f) }
+    }
+
+    /// Metric values of prepared candidates on `tasks`.
+    func score(_ prepared: [Prepared], _ tasks: [FitnessTask]) throws -> [TaskValues] {
+        try timed("evaluate") {
+            let folders = prepared.compactMap { p -> String? in if case let .folder(f) = p { return f }; return nil }
+            if folders.count == prepared.count { return try options.evaluator.evaluate(folders: folders, tasks: tasks) }
+            return try prepared.map { p in
+                switch p {
+                case let .store(s): return try options.evaluator.evaluate(store: s, tasks: tasks)
+                case let .folder(f): return try options.evaluator.evaluate(folders: [f], tasks: tasks).first ?? []
+                }
+            }
+        }
     }
 
     private func write(_ weights: WeightSet, key: String) throws -> String {
@@ -264,12 +297,17 @@ public final class EvolveRun {
     }
 
     func writeModelConfig(to folder: String, dtype: DType) throws {
+        try writeFileAtomically(path: folder + "/config.json", contents: try modelConfig(dtype: dtype).serialized(indent: 2) + "\n")
+    }
+
+    /// The donor's config.json with the result's dtype.
+    func modelConfig(dtype: DType) throws -> JSON {
         guard case var .object(pairs)? = donor.config else {
             throw EvolveError.incompatibleModels("\(donor.path): no config.json to describe the result's architecture")
         }
         pairs.removeAll { $0.0 == "torch_dtype" || $0.0 == "dtype" }
         pairs.append(("dtype", .string(torchDTypeName(dtype))))
-        try writeFileAtomically(path: folder + "/config.json", contents: JSON.object(pairs).serialized(indent: 2) + "\n")
+        return .object(pairs)
     }
 
     /// A recipe merged in memory by FuseMerge (planner + streaming executor into an in-memory sink).
@@ -302,13 +340,13 @@ public final class EvolveRun {
         state.evaluations += 1
         if let limit = options.interruptAfterEvaluations, freshEvaluations + 1 > limit { throw Interrupted() }
         let key = candidate.key + ":dev"
-        let folder = try materialize(candidate, key: key.replacingOccurrences(of: ":", with: "-"))
-        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let prepared = try prepare(candidate, key: key)
+        defer { discard(prepared) }
         freshEvaluations += 1
         let total = spec.dev.reduce(0) { $0 + $1.weight }
         var done = 0.0, values: TaskValues = []
         for (k, task) in spec.dev.enumerated() {
-            let v = try timed("evaluate") { try options.evaluator.evaluate(folders: [folder], tasks: [task]) }
+            let v = try score([prepared], [task])
             guard v.count == 1, v[0].count == 1 else { throw EvolveError.invalidArgument("the evaluator returned \(v) for one candidate and one task") }
             values.append(Self.finite(v[0][0], task))
             done += task.weight * task.sign * values[k]
@@ -335,9 +373,15 @@ public final class EvolveRun {
         for (k, key) in keys.enumerated() where cache[key] == nil && !missing.contains(where: { keys[$0] == key }) { missing.append(k) }
         if !missing.isEmpty {
             if let limit = options.interruptAfterEvaluations, freshEvaluations + missing.count > limit { throw Interrupted() }
-            let folders = try missing.map { try materialize(candidates[$0], key: keys[$0].replacingOccurrences(of: ":", with: "-")) }
-            defer { folders.forEach { try? FileManager.default.removeItem(atPath: $0) } }
-            let results = try timed("evaluate") { try options.evaluator.evaluate(folders: folders, tasks: tasks) }
+            let results: [TaskValues]
+            if options.evaluator.scoresInMemory {
+                // One candidate in memory at a time.
+                results = try missing.map { k in try score([try prepare(candidates[k], key: keys[k])], tasks)[0] }
+            } else {
+                let prepared = try missing.map { try prepare(candidates[$0], key: keys[$0]) }
+                defer { prepared.forEach(discard) }
+                results = try score(prepared, tasks)
+            }
             guard results.count == missing.count, results.allSatisfy({ $0.count == tasks.count }) else {
                 throw EvolveError.invalidArgument("the evaluator returned \(results.count) results for \(missing.count) candidates of \(tasks.count) tasks")
             }

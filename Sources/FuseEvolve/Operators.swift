@@ -97,13 +97,35 @@ private func crossTensor(_ out: inout [Float], k: Int, references: [WeightSet], 
     var rng = SeededRNG(seed: seed, name: stream)
     var taken = 0
     out.withUnsafeMutableBufferPointer { out in
-        withBuffers(references.map { $0.tensors[k] }) { refBuffers in
+        withBuffers(references.map { $0.tensors[k] }) { refs in
+            if unitSize == 1 {
+                // Element-wise crossover, the common case, in one tight loop per rule (the same draws
+                // and arithmetic as the unit loop below).
+                let rate = crossover.rate
+                switch rule {
+                case let .evolver(f):
+                    let r = refs[0]
+                    for e in 0..<n where rng.nextFloat() < rate { out[e] = (1 - f) * out[e] + f * r[e]; taken += 1 }
+                case let .randOne(f):
+                    let a = refs[0], b = refs[1], c = refs[2]
+                    for e in 0..<n where rng.nextFloat() < rate { out[e] = a[e] + f * (b[e] - c[e]); taken += 1 }
+                }
+                if let forced, forced.tensor == k, forced.unit < n {
+                    // j_rand: had the draw missed this element, the unit loop would still have taken it.
+                    var replay = SeededRNG(seed: seed, name: stream)
+                    for _ in 0..<forced.unit { _ = replay.nextFloat() }
+                    if !(replay.nextFloat() < rate) {
+                        out[forced.unit] = mutantValue(rule, out[forced.unit], refs, forced.unit); taken += 1
+                    }
+                }
+                return
+            }
             var j = 0, unit = 0
             while j < n {
                 let fromMutant = rng.nextFloat() < crossover.rate || (forced.map { $0.tensor == k && $0.unit == unit } ?? false)
                 let end = min(n, j + unitSize)
                 if fromMutant {
-                    for e in j..<end { out[e] = mutantValue(rule, out[e], refBuffers, e) }
+                    for e in j..<end { out[e] = mutantValue(rule, out[e], refs, e) }
                     taken += end - j
                 }
                 j = end; unit += 1
