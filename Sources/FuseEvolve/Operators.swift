@@ -103,12 +103,8 @@ private func crossTensor(_ out: inout [Float], k: Int, references: [WeightSet], 
                 // and arithmetic as the unit loop below).
                 let rate = crossover.rate
                 switch rule {
-                case let .evolver(f):
-                    let r = refs[0]
-                    for e in 0..<n where rng.nextFloat() < rate { out[e] = (1 - f) * out[e] + f * r[e]; taken += 1 }
-                case let .randOne(f):
-                    let a = refs[0], b = refs[1], c = refs[2]
-                    for e in 0..<n where rng.nextFloat() < rate { out[e] = a[e] + f * (b[e] - c[e]); taken += 1 }
+                case let .evolver(f): taken = evolverElements(out, refs[0], f: f, rate: rate, &rng)
+                case let .randOne(f): taken = randOneElements(out, refs[0], refs[1], refs[2], f: f, rate: rate, &rng)
                 }
                 if let forced, forced.tensor == k, forced.unit < n {
                     // j_rand: had the draw missed this element, the unit loop would still have taken it.
@@ -132,6 +128,30 @@ private func crossTensor(_ out: inout [Float], k: Int, references: [WeightSet], 
             }
         }
     }
+    return taken
+}
+
+/// x' = (1 − f)·x + f·r where a uniform draw is below `rate`, one draw per element; returns the count.
+private func evolverElements(_ out: UnsafeMutableBufferPointer<Float>, _ r: UnsafeBufferPointer<Float>, f: Float, rate: Float,
+                             _ rng: inout SeededRNG) -> Int {
+    var g = rng, taken = 0
+    for e in 0..<out.count where g.nextFloat() < rate {
+        out[e] = (1 - f) * out[e] + f * r[e]
+        taken += 1
+    }
+    rng = g
+    return taken
+}
+
+/// v = a + F·(b − c) where a uniform draw is below `rate`, one draw per element; returns the count.
+private func randOneElements(_ out: UnsafeMutableBufferPointer<Float>, _ a: UnsafeBufferPointer<Float>, _ b: UnsafeBufferPointer<Float>,
+                             _ c: UnsafeBufferPointer<Float>, f: Float, rate: Float, _ rng: inout SeededRNG) -> Int {
+    var g = rng, taken = 0
+    for e in 0..<out.count where g.nextFloat() < rate {
+        out[e] = a[e] + f * (b[e] - c[e])
+        taken += 1
+    }
+    rng = g
     return taken
 }
 
