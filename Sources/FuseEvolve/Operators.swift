@@ -135,9 +135,12 @@ private func crossTensor(_ out: inout [Float], k: Int, references: [WeightSet], 
 private func evolverElements(_ out: UnsafeMutableBufferPointer<Float>, _ r: UnsafeBufferPointer<Float>, f: Float, rate: Float,
                              _ rng: inout SeededRNG) -> Int {
     var g = rng, taken = 0
-    for e in 0..<out.count where g.nextFloat() < rate {
-        out[e] = (1 - f) * out[e] + f * r[e]
-        taken += 1
+    for e in 0..<out.count {
+        // A select, not a branch: the draws are coin flips a branch predictor cannot learn.
+        let take = g.nextFloat() < rate
+        let x = out[e]
+        out[e] = take ? (1 - f) * x + f * r[e] : x
+        taken &+= take ? 1 : 0
     }
     rng = g
     return taken
@@ -147,9 +150,10 @@ private func evolverElements(_ out: UnsafeMutableBufferPointer<Float>, _ r: Unsa
 private func randOneElements(_ out: UnsafeMutableBufferPointer<Float>, _ a: UnsafeBufferPointer<Float>, _ b: UnsafeBufferPointer<Float>,
                              _ c: UnsafeBufferPointer<Float>, f: Float, rate: Float, _ rng: inout SeededRNG) -> Int {
     var g = rng, taken = 0
-    for e in 0..<out.count where g.nextFloat() < rate {
-        out[e] = a[e] + f * (b[e] - c[e])
-        taken += 1
+    for e in 0..<out.count {
+        let take = g.nextFloat() < rate
+        out[e] = take ? a[e] + f * (b[e] - c[e]) : out[e]
+        taken &+= take ? 1 : 0
     }
     rng = g
     return taken

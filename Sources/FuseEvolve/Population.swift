@@ -26,6 +26,10 @@ final class Population {
     private(set) var spills = 0
     /// Individuals read back from their files.
     private(set) var reloads = 0
+    /// Files of replaced individuals are written here in the background while the next trials are
+    /// scored; `checkpoint` waits for them. Its error, if any, is kept for `checkpoint` to throw.
+    private let writer = DispatchQueue(label: "fusekit.evolve.population-files")
+    private var writeError: Error?
 
     init(layout: WeightLayout, folder: String, config: JSON?, maxResident: Int?) {
         self.layout = layout; self.folder = folder; self.config = config
@@ -51,7 +55,20 @@ final class Population {
     /// Replaces individual k (the old one's file, if any, stays until the next checkpoint drops it).
     func replace(_ k: Int, with w: WeightSet) throws {
         hashes[k] = w.hash; resident[k] = w; lastUse[k] = tick()
+        let path = path(k), folder = folder
+        writer.async {
+            guard self.writeError == nil, !FileManager.default.fileExists(atPath: path) else { return }
+            do {
+                try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+                try w.writeSafetensors(path: path, dtype: .f32)
+            } catch { self.writeError = error }
+        }
         try enforceBudget(keeping: [k])
+    }
+
+    /// Waits for the background writes; rethrows the first that failed.
+    func finishWrites() throws {
+        if let error = writer.sync(execute: { writeError }) { throw error }
     }
 
     /// Individual k: from memory, or read back from its file (and kept if the budget allows).
@@ -75,6 +92,7 @@ final class Population {
 
     /// Writes the file of every individual that has none yet; returns the file names in population order.
     func checkpoint() throws -> [String] {
+        try finishWrites()
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         for k in indices where !FileManager.default.fileExists(atPath: path(k)) {
             guard let w = resident[k] else {
@@ -135,6 +153,7 @@ final class Population {
         while residentCount > limit {
             guard let k = indices.filter({ resident[$0] != nil && !keeping.contains($0) }).min(by: { lastUse[$0] < lastUse[$1] }),
                   let w = resident[k] else { return }
+            try finishWrites()
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
             if !FileManager.default.fileExists(atPath: path(k)) { try w.writeSafetensors(path: path(k), dtype: .f32) }
             resident[k] = nil

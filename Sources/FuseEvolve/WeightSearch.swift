@@ -22,6 +22,7 @@ struct WeightSearch {
     func search() throws -> (model: String, recipe: String?, best: Double, heldOut: Double?) {
         let base = try spec.base.map { try loadSource($0, "base") }
         let population = try initialPopulation(base: base)
+        defer { _ = try? population.finishWrites() }   // an interrupted run leaves no write half-way
         let layout = population.layout
         let config = run.donor.config
 
