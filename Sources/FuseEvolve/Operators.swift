@@ -135,25 +135,44 @@ private func crossTensor(_ out: inout [Float], k: Int, references: [WeightSet], 
 private func evolverElements(_ out: UnsafeMutableBufferPointer<Float>, _ r: UnsafeBufferPointer<Float>, f: Float, rate: Float,
                              _ rng: inout SeededRNG) -> Int {
     var g = rng, taken = 0
+    let threshold = drawThreshold(rate)
     for e in 0..<out.count {
-        // A select, not a branch: the draws are coin flips a branch predictor cannot learn.
-        let take = g.nextFloat() < rate
+        let m = takeMask(&g, threshold)
         let x = out[e]
-        out[e] = take ? (1 - f) * x + f * r[e] : x
-        taken &+= take ? 1 : 0
+        out[e] = select(m, (1 - f) * x + f * r[e], x)
+        taken &+= Int(m & 1)
     }
     rng = g
     return taken
+}
+
+/// `rng.nextFloat() < rate` as an integer test: nextFloat is d·2⁻²⁴ for the integer d = next() >> 40, so
+/// it is below `rate` exactly when d < ⌈rate·2²⁴⌉ (the same decisions, without a float conversion).
+@inline(__always)
+private func drawThreshold(_ rate: Float) -> UInt64 { UInt64(max(0, (Double(rate) * 16_777_216).rounded(.up))) }
+
+/// All ones when this coordinate's draw is below the threshold, else zero; computed without a branch,
+/// since the draws are coin flips a branch predictor cannot learn.
+@inline(__always)
+private func takeMask(_ g: inout SeededRNG, _ threshold: UInt64) -> UInt32 {
+    let below = UInt32(truncatingIfNeeded: (threshold &- 1 &- (g.next() >> 40)) >> 63) ^ 1
+    return 0 &- below
+}
+
+@inline(__always)
+private func select(_ mask: UInt32, _ a: Float, _ b: Float) -> Float {
+    Float(bitPattern: (a.bitPattern & mask) | (b.bitPattern & ~mask))
 }
 
 /// v = a + F·(b − c) where a uniform draw is below `rate`, one draw per element; returns the count.
 private func randOneElements(_ out: UnsafeMutableBufferPointer<Float>, _ a: UnsafeBufferPointer<Float>, _ b: UnsafeBufferPointer<Float>,
                              _ c: UnsafeBufferPointer<Float>, f: Float, rate: Float, _ rng: inout SeededRNG) -> Int {
     var g = rng, taken = 0
+    let threshold = drawThreshold(rate)
     for e in 0..<out.count {
-        let take = g.nextFloat() < rate
-        out[e] = take ? a[e] + f * (b[e] - c[e]) : out[e]
-        taken &+= take ? 1 : 0
+        let m = takeMask(&g, threshold)
+        out[e] = select(m, a[e] + f * (b[e] - c[e]), out[e])
+        taken &+= Int(m & 1)
     }
     rng = g
     return taken
