@@ -74,7 +74,7 @@ enum Candidate {
     }
 }
 
-/// One `fusekit evolve` run over OUT_DIR: state.json, cache.jsonl, log.jsonl, population-*.safetensors,
+/// One `fusekit evolve` run over OUT_DIR: state.json, cache.jsonl, log.jsonl, population/ind-*.safetensors,
 /// and at the end model/ (an HF folder as `fusekit merge` writes it), recipe.yml (recipe search) and
 /// run.json.
 public final class EvolveRun {
