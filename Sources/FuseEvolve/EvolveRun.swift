@@ -19,6 +19,9 @@ public struct EvolveOptions {
     /// Stops with `EvolveRun.Interrupted` after this many fresh evaluations in this process (tests use
     /// it to stand for kill -9: nothing is written after the last checkpoint but the fitness cache).
     public var interruptAfterEvaluations: Int?
+    /// Memory budget of weight-space search (`--max-memory`): individuals beyond it wait in their
+    /// checkpoint files and are read back when needed (nil: the whole population stays in memory).
+    public var maxMemoryBytes: Int?
 
     public init(evaluator: CandidateEvaluator) { self.evaluator = evaluator }
 }
@@ -37,6 +40,13 @@ public struct EvolveSummary {
     public var peakMemoryBytes: Int
     /// Trials of this process whose scoring stopped early (they could not beat their parent).
     public var earlyStops = 0
+    /// Seconds spent per part of the run, in this process: `evaluate` (the evaluator, model loads
+    /// included), `load_model` (the in-process evaluator's share of it spent loading candidates),
+    /// `materialize` (candidates made ready for scoring: tensors handed to an in-memory store, or a
+    /// folder written for workers), `trial`, `merge`, `checkpoint`.
+    public var timings: [(String, Double)] = []
+    /// Weight space under --max-memory: individuals written out early, and read back.
+    public var spills = 0, reloads = 0
     public var json: JSON {
         var pairs: [(String, JSON)] = [
             ("command", .string("evolve")), ("search", .string(search)), ("seed", .number(String(seed))),
@@ -45,6 +55,8 @@ public struct EvolveSummary {
         ]
         if let recipe { pairs.append(("recipe", .string(recipe))) }
         pairs += [("seconds", .double(seconds)), ("peak_memory_bytes", .int(peakMemoryBytes)), ("early_stops", .int(earlyStops))]
+        pairs.append(("timings", .object(timings.map { ($0.0, .double($0.1)) })))
+        pairs += [("spills", .int(spills)), ("reloads", .int(reloads))]
         return .object(pairs)
     }
 }
@@ -62,7 +74,7 @@ enum Candidate {
     }
 }
 
-/// One `fusekit evolve` run over OUT_DIR: state.json, cache.jsonl, log.jsonl, population-*.safetensors,
+/// One `fusekit evolve` run over OUT_DIR: state.json, cache.jsonl, log.jsonl, population/ind-*.safetensors,
 /// and at the end model/ (an HF folder as `fusekit merge` writes it), recipe.yml (recipe search) and
 /// run.json.
 public final class EvolveRun {
@@ -80,6 +92,9 @@ public final class EvolveRun {
     var freshEvaluations = 0
     /// Trials whose scoring stopped early (they could not beat their parent).
     var earlyStops = 0
+    /// Seconds per part of the run (EvolveSummary.timings), and the population's spill counts.
+    var timings: [String: Double] = [:]
+    var spills = 0, reloads = 0
     var lastProgress = Date()
     let scratch: String
     /// True when this run made OUT_DIR (it is removed again if the run fails before its first checkpoint).
@@ -205,22 +220,76 @@ public final class EvolveRun {
                                     bestDev: result.best, heldOut: result.heldOut, model: result.model, recipe: result.recipe,
                                     seconds: Date().timeIntervalSince(start), peakMemoryBytes: peakResidentBytes())
         summary.earlyStops = earlyStops
+        summary.timings = currentTimings
+        summary.spills = spills; summary.reloads = reloads
         try writeFileAtomically(path: outDir + "/run.json", contents: summary.json.serialized(indent: 2) + "\n")
         return summary
     }
 
+    static let timingOrder = ["evaluate", "load_model", "materialize", "trial", "merge", "checkpoint"]
+
+    /// The seconds per part of the run so far, in `timingOrder`.
+    var currentTimings: [(String, Double)] {
+        var t = timings
+        if let e = options.evaluator as? InProcessEvaluator { t["load_model"] = e.loadSeconds }
+        return Self.timingOrder.compactMap { k in t[k].map { (k, $0) } }
+    }
+
+    /// Runs `body`, adding its wall time to `timings[key]`.
+    func timed<T>(_ key: String, _ body: () throws -> T) rethrows -> T {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        defer { timings[key, default: 0] += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 }
+        return try body()
+    }
+
     // MARK: - Evaluation
 
-    /// Writes a candidate as an HF folder under the scratch folder (tmpfs when evaluated in process).
-    func materialize(_ candidate: Candidate, key: String) throws -> String {
-        let folder = scratch + "/" + key
-        try? FileManager.default.removeItem(atPath: folder)
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+    /// A candidate ready to be scored: in memory for an evaluator that can score it there, otherwise
+    /// written as an HF folder under the scratch folder (which `discard` removes).
+    enum Prepared {
+        case store(WeightStore)
+        case folder(String)
+    }
+
+    func prepare(_ candidate: Candidate, key: String) throws -> Prepared {
         let weights: WeightSet
         switch candidate {
         case let .weights(w): weights = w
-        case let .recipe(config): weights = try mergeRecipe(config)
+        case let .recipe(config): weights = try timed("merge") { try mergeRecipe(config) }
         }
+        return try timed("materialize") {
+            if options.evaluator.scoresInMemory {
+                let tensors = try weights.layout.names.indices.map { k in
+                    (weights.layout.names[k], try Tensor(floats: weights.tensors[k], shape: weights.layout.shapes[k]))
+                }
+                return .store(try WeightStore(tensors: tensors, config: try modelConfig(dtype: .f32), path: "candidate \(key)"))
+            }
+            return .folder(try write(weights, key: key.replacingOccurrences(of: ":", with: "-")))
+        }
+    }
+
+    func discard(_ prepared: Prepared) {
+        if case let .folder(f) = prepared { try? FileManager.default.removeItem(atPath: f) }
+    }
+
+    /// Metric values of prepared candidates on `tasks`.
+    func score(_ prepared: [Prepared], _ tasks: [FitnessTask]) throws -> [TaskValues] {
+        try timed("evaluate") {
+            let folders = prepared.compactMap { p -> String? in if case let .folder(f) = p { return f }; return nil }
+            if folders.count == prepared.count { return try options.evaluator.evaluate(folders: folders, tasks: tasks) }
+            return try prepared.map { p in
+                switch p {
+                case let .store(s): return try options.evaluator.evaluate(store: s, tasks: tasks)
+                case let .folder(f): return try options.evaluator.evaluate(folders: [f], tasks: tasks).first ?? []
+                }
+            }
+        }
+    }
+
+    private func write(_ weights: WeightSet, key: String) throws -> String {
+        let folder = scratch + "/" + key
+        try? FileManager.default.removeItem(atPath: folder)
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         try weights.writeSafetensors(path: folder + "/model.safetensors", dtype: .f32)
         try writeModelConfig(to: folder, dtype: .f32)
         if options.evaluator.needsSideFiles, let f = donor.folder { try copySideFiles(from: f, to: folder) }
@@ -228,12 +297,17 @@ public final class EvolveRun {
     }
 
     func writeModelConfig(to folder: String, dtype: DType) throws {
+        try writeFileAtomically(path: folder + "/config.json", contents: try modelConfig(dtype: dtype).serialized(indent: 2) + "\n")
+    }
+
+    /// The donor's config.json with the result's dtype.
+    func modelConfig(dtype: DType) throws -> JSON {
         guard case var .object(pairs)? = donor.config else {
             throw EvolveError.incompatibleModels("\(donor.path): no config.json to describe the result's architecture")
         }
         pairs.removeAll { $0.0 == "torch_dtype" || $0.0 == "dtype" }
         pairs.append(("dtype", .string(torchDTypeName(dtype))))
-        try writeFileAtomically(path: folder + "/config.json", contents: JSON.object(pairs).serialized(indent: 2) + "\n")
+        return .object(pairs)
     }
 
     /// A recipe merged in memory by FuseMerge (planner + streaming executor into an in-memory sink).
@@ -266,13 +340,13 @@ public final class EvolveRun {
         state.evaluations += 1
         if let limit = options.interruptAfterEvaluations, freshEvaluations + 1 > limit { throw Interrupted() }
         let key = candidate.key + ":dev"
-        let folder = try materialize(candidate, key: key.replacingOccurrences(of: ":", with: "-"))
-        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let prepared = try prepare(candidate, key: key)
+        defer { discard(prepared) }
         freshEvaluations += 1
         let total = spec.dev.reduce(0) { $0 + $1.weight }
         var done = 0.0, values: TaskValues = []
         for (k, task) in spec.dev.enumerated() {
-            let v = try options.evaluator.evaluate(folders: [folder], tasks: [task])
+            let v = try score([prepared], [task])
             guard v.count == 1, v[0].count == 1 else { throw EvolveError.invalidArgument("the evaluator returned \(v) for one candidate and one task") }
             values.append(Self.finite(v[0][0], task))
             done += task.weight * task.sign * values[k]
@@ -299,9 +373,15 @@ public final class EvolveRun {
         for (k, key) in keys.enumerated() where cache[key] == nil && !missing.contains(where: { keys[$0] == key }) { missing.append(k) }
         if !missing.isEmpty {
             if let limit = options.interruptAfterEvaluations, freshEvaluations + missing.count > limit { throw Interrupted() }
-            let folders = try missing.map { try materialize(candidates[$0], key: keys[$0].replacingOccurrences(of: ":", with: "-")) }
-            defer { folders.forEach { try? FileManager.default.removeItem(atPath: $0) } }
-            let results = try options.evaluator.evaluate(folders: folders, tasks: tasks)
+            let results: [TaskValues]
+            if options.evaluator.scoresInMemory {
+                // One candidate in memory at a time.
+                results = try missing.map { k in try score([try prepare(candidates[k], key: keys[k])], tasks)[0] }
+            } else {
+                let prepared = try missing.map { try prepare(candidates[$0], key: keys[$0]) }
+                defer { prepared.forEach(discard) }
+                results = try score(prepared, tasks)
+            }
             guard results.count == missing.count, results.allSatisfy({ $0.count == tasks.count }) else {
                 throw EvolveError.invalidArgument("the evaluator returned \(results.count) results for \(missing.count) candidates of \(tasks.count) tasks")
             }
@@ -370,6 +450,7 @@ public final class EvolveRun {
                                        ("held_out", heldOut.map { .double($0) } ?? .null)]
         pairs += entry
         pairs.append(("seconds", .double(elapsed)))
+        pairs.append(("timings", .object(currentTimings.map { ($0.0, .double($0.1)) })))
         try log.append(.object(pairs))
         let done = max(1, state.generation)
         let eta = state.generation > 0 ? elapsed / Double(done) * Double(max(0, state.targetGenerations - state.generation)) : 0

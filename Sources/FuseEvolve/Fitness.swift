@@ -20,6 +20,18 @@ public protocol CandidateEvaluator: AnyObject {
     func evaluate(folders: [String], tasks: [FitnessTask]) throws -> [TaskValues]
     /// True when the folders must carry tokenizer files (another process reads them).
     var needsSideFiles: Bool { get }
+    /// True when the evaluator scores candidates held in memory (`evaluate(store:tasks:)`); otherwise
+    /// the run writes each candidate to a scratch folder.
+    var scoresInMemory: Bool { get }
+    /// Metric values of one candidate held in memory, per task.
+    func evaluate(store: WeightStore, tasks: [FitnessTask]) throws -> TaskValues
+}
+
+extension CandidateEvaluator {
+    public var scoresInMemory: Bool { false }
+    public func evaluate(store: WeightStore, tasks: [FitnessTask]) throws -> TaskValues {
+        throw EvolveError.invalidArgument("this evaluator scores folders only; \(store.path) is in memory")
+    }
 }
 
 /// Loads each candidate in this process and runs FuseEval on it.
@@ -28,17 +40,36 @@ public final class InProcessEvaluator: CandidateEvaluator {
     let batchSize: Int
     public init(codec: TokenCodec?, batchSize: Int = 8) { self.codec = codec; self.batchSize = batchSize }
     public var needsSideFiles: Bool { false }
+    public var scoresInMemory: Bool { true }
+    /// Seconds spent loading candidates (the rest of `evaluate` is FuseEval's).
+    public private(set) var loadSeconds = 0.0
 
     public func evaluate(folders: [String], tasks: [FitnessTask]) throws -> [TaskValues] {
-        try folders.map { folder in
-            let model = try ModelRegistry.load(folder)
-            return try tasks.map { t in
-                let report = try Evaluator(model: model, codec: codec, batchSize: batchSize, limit: t.limit).run(t.task)
-                guard let v = report.metrics[t.metric] else {
-                    throw EvolveError.invalidArgument("\(t.path): the evaluator reported no '\(t.metric)' metric")
-                }
-                return v
+        try folders.map { try score(try WeightStore(path: $0), tasks) }
+    }
+
+    /// Builds the model straight from the candidate's tensors: the same model its folder would give.
+    public func evaluate(store: WeightStore, tasks: [FitnessTask]) throws -> TaskValues { try score(store, tasks) }
+
+    /// The last store's model, kept while the store lives (early stopping scores one task at a time).
+    private weak var lastStore: WeightStore?
+    private var lastModel: (any CausalLanguageModel)?
+
+    func score(_ store: WeightStore, _ tasks: [FitnessTask]) throws -> TaskValues {
+        let model: any CausalLanguageModel
+        if let last = lastModel, lastStore === store { model = last } else {
+            lastModel = nil
+            let t0 = Date()
+            model = try ModelRegistry.load(store: store)
+            loadSeconds += Date().timeIntervalSince(t0)
+            lastStore = store; lastModel = model
+        }
+        return try tasks.map { t in
+            let report = try Evaluator(model: model, codec: codec, batchSize: batchSize, limit: t.limit).run(t.task)
+            guard let v = report.metrics[t.metric] else {
+                throw EvolveError.invalidArgument("\(t.path): the evaluator reported no '\(t.metric)' metric")
             }
+            return v
         }
     }
 }

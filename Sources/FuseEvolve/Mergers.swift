@@ -7,8 +7,17 @@ import FuseTensor
 /// `PopulationMergers.all`.
 public protocol PopulationMerger: Sendable {
     var name: String { get }
-    /// Merges `population` (and `base`, for task-vector methods) into one weight set in the same layout.
-    func merge(_ population: [WeightSet], base: WeightSet?, config: JSON?, seed: UInt64) throws -> WeightSet
+    /// Merges the population's models (and `base`, for task-vector methods) into one weight set in
+    /// `layout`. The models are sources so that spilled individuals stream from their files.
+    func merge(_ population: [ModelSource], layout: WeightLayout, base: WeightSet?, config: JSON?, seed: UInt64) throws -> WeightSet
+}
+
+extension PopulationMerger {
+    /// Merges individuals held in memory.
+    public func merge(_ population: [WeightSet], base: WeightSet?, config: JSON?, seed: UInt64) throws -> WeightSet {
+        guard let first = population.first else { throw EvolveError.invalidArgument("merger \(name): empty population") }
+        return try merge(population.map { InMemoryModel($0, config: config) }, layout: first.layout, base: base, config: config, seed: seed)
+    }
 }
 
 /// A FuseMerge registry method run on the in-memory population: each individual is a model of an
@@ -23,13 +32,13 @@ public struct FuseMergeMerger: PopulationMerger {
         name = method; self.parameters = parameters; self.perModel = perModel
     }
 
-    public func merge(_ population: [WeightSet], base: WeightSet?, config: JSON?, seed: UInt64) throws -> WeightSet {
-        guard let first = population.first else { throw EvolveError.invalidArgument("merger \(name): empty population") }
+    public func merge(_ population: [ModelSource], layout: WeightLayout, base: WeightSet?, config: JSON?, seed: UInt64) throws -> WeightSet {
+        guard !population.isEmpty else { throw EvolveError.invalidArgument("merger \(name): empty population") }
         var sources: [ModelReference: ModelSource] = [:]
         var models: [InputModel] = []
-        for (k, w) in population.enumerated() {
+        for (k, source) in population.enumerated() {
             let ref = ModelReference(path: "ind\(k)")
-            sources[ref] = InMemoryModel(w, config: config)
+            sources[ref] = source
             models.append(InputModel(model: ref, parameters: perModel[k] ?? [:]))
         }
         var baseRef: ModelReference?
@@ -48,7 +57,6 @@ public struct FuseMergeMerger: PopulationMerger {
         options.prefetchBudgetBytes = 256 << 20
         try MergeExecutor(plan: plan, sources: ordered, options: options).run(into: sink)
         let merged = Dictionary(sink.tensors, uniquingKeysWith: { a, _ in a })
-        let layout = first.layout
         return WeightSet(layout: layout, tensors: try layout.names.map { name in
             guard let t = merged[name] else { throw EvolveError.incompatibleModels("merger \(self.name) produced no tensor '\(name)'") }
             return try t.floats()

@@ -69,31 +69,113 @@ func makeTrial(target: WeightSet, references: [WeightSet], rule: MutationRule, c
             pick -= n
         }
     }
-    var trial = target
-    var taken = 0, total = 0
-    for k in layout.names.indices {
-        let shape = layout.shapes[k]
-        let n = layout.count(k)
-        let unitSize = crossover.unit == .element ? 1 : n / max(1, crossover.unit.units(shape))
-        var rng = SeededRNG(seed: seed, name: stream + "/" + layout.names[k])
-        let refs = references.map { $0.tensors[k] }
-        trial.tensors[k].withUnsafeMutableBufferPointer { out in
-            withBuffers(refs) { refBuffers in
-                var j = 0, unit = 0
-                while j < n {
-                    let fromMutant = rng.nextFloat() < crossover.rate || (forced.map { $0.tensor == k && $0.unit == unit } ?? false)
-                    let end = min(n, j + unitSize)
-                    if fromMutant {
-                        for e in j..<end { out[e] = mutantValue(rule, out[e], refBuffers, e) }
-                        taken += end - j
-                    }
-                    j = end; unit += 1
+    // Tensors are independent (each has its own random stream), so they are built in parallel; the
+    // trial is the same bytes on any thread count.
+    var tensors = target.tensors
+    var takenPerTensor = [Int](repeating: 0, count: layout.names.count)
+    tensors.withUnsafeMutableBufferPointer { outTensors in
+        takenPerTensor.withUnsafeMutableBufferPointer { takenOut in
+            parallelFor(count: layout.names.count, chunkSize: 1) { _, range in
+                for k in range {
+                    takenOut[k] = crossTensor(&outTensors[k], k: k, references: references, rule: rule, crossover: crossover,
+                                              forced: forced, seed: seed, stream: stream + "/" + layout.names[k])
                 }
             }
         }
-        total += n
     }
-    return (trial, total > 0 ? Double(taken) / Double(total) : 0)
+    let taken = takenPerTensor.reduce(0, +), total = layout.parameterCount
+    return (WeightSet(layout: layout, tensors: tensors), total > 0 ? Double(taken) / Double(total) : 0)
+}
+
+/// Mutation and crossover of tensor k of a trial in place (`out` starts as the target's); returns how
+/// many coordinates came from the mutant.
+private func crossTensor(_ out: inout [Float], k: Int, references: [WeightSet], rule: MutationRule, crossover: CrossoverOptions,
+                         forced: (tensor: Int, unit: Int)?, seed: UInt64, stream: String) -> Int {
+    let shape = references[0].layout.shapes[k]
+    let n = out.count
+    let unitSize = crossover.unit == .element ? 1 : n / max(1, crossover.unit.units(shape))
+    var rng = SeededRNG(seed: seed, name: stream)
+    var taken = 0
+    out.withUnsafeMutableBufferPointer { out in
+        withBuffers(references.map { $0.tensors[k] }) { refs in
+            if unitSize == 1 {
+                // Element-wise crossover, the common case, in one tight loop per rule (the same draws
+                // and arithmetic as the unit loop below).
+                let rate = crossover.rate
+                switch rule {
+                case let .evolver(f): taken = evolverElements(out, refs[0], f: f, rate: rate, &rng)
+                case let .randOne(f): taken = randOneElements(out, refs[0], refs[1], refs[2], f: f, rate: rate, &rng)
+                }
+                if let forced, forced.tensor == k, forced.unit < n {
+                    // j_rand: had the draw missed this element, the unit loop would still have taken it.
+                    var replay = SeededRNG(seed: seed, name: stream)
+                    for _ in 0..<forced.unit { _ = replay.nextFloat() }
+                    if !(replay.nextFloat() < rate) {
+                        out[forced.unit] = mutantValue(rule, out[forced.unit], refs, forced.unit); taken += 1
+                    }
+                }
+                return
+            }
+            var j = 0, unit = 0
+            while j < n {
+                let fromMutant = rng.nextFloat() < crossover.rate || (forced.map { $0.tensor == k && $0.unit == unit } ?? false)
+                let end = min(n, j + unitSize)
+                if fromMutant {
+                    for e in j..<end { out[e] = mutantValue(rule, out[e], refs, e) }
+                    taken += end - j
+                }
+                j = end; unit += 1
+            }
+        }
+    }
+    return taken
+}
+
+/// x' = (1 − f)·x + f·r where a uniform draw is below `rate`, one draw per element; returns the count.
+private func evolverElements(_ out: UnsafeMutableBufferPointer<Float>, _ r: UnsafeBufferPointer<Float>, f: Float, rate: Float,
+                             _ rng: inout SeededRNG) -> Int {
+    var g = rng, taken = 0
+    let threshold = drawThreshold(rate)
+    for e in 0..<out.count {
+        let m = takeMask(&g, threshold)
+        let x = out[e]
+        out[e] = select(m, (1 - f) * x + f * r[e], x)
+        taken &+= Int(m & 1)
+    }
+    rng = g
+    return taken
+}
+
+/// `rng.nextFloat() < rate` as an integer test: nextFloat is d·2⁻²⁴ for the integer d = next() >> 40, so
+/// it is below `rate` exactly when d < ⌈rate·2²⁴⌉ (the same decisions, without a float conversion).
+@inline(__always)
+private func drawThreshold(_ rate: Float) -> UInt64 { UInt64(max(0, (Double(rate) * 16_777_216).rounded(.up))) }
+
+/// All ones when this coordinate's draw is below the threshold, else zero; computed without a branch,
+/// since the draws are coin flips a branch predictor cannot learn.
+@inline(__always)
+private func takeMask(_ g: inout SeededRNG, _ threshold: UInt64) -> UInt32 {
+    let below = UInt32(truncatingIfNeeded: (threshold &- 1 &- (g.next() >> 40)) >> 63) ^ 1
+    return 0 &- below
+}
+
+@inline(__always)
+private func select(_ mask: UInt32, _ a: Float, _ b: Float) -> Float {
+    Float(bitPattern: (a.bitPattern & mask) | (b.bitPattern & ~mask))
+}
+
+/// v = a + F·(b − c) where a uniform draw is below `rate`, one draw per element; returns the count.
+private func randOneElements(_ out: UnsafeMutableBufferPointer<Float>, _ a: UnsafeBufferPointer<Float>, _ b: UnsafeBufferPointer<Float>,
+                             _ c: UnsafeBufferPointer<Float>, f: Float, rate: Float, _ rng: inout SeededRNG) -> Int {
+    var g = rng, taken = 0
+    let threshold = drawThreshold(rate)
+    for e in 0..<out.count {
+        let m = takeMask(&g, threshold)
+        out[e] = select(m, a[e] + f * (b[e] - c[e]), out[e])
+        taken &+= Int(m & 1)
+    }
+    rng = g
+    return taken
 }
 
 /// Calls `body` with read-only buffers of every array (nested withUnsafeBufferPointer).

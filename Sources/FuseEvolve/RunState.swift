@@ -35,6 +35,9 @@ struct RunState: Codable, Equatable {
     /// The checkpoint file (a new name per generation, so a crash between writing it and this state
     /// leaves the previous pair intact).
     var populationFile: String?
+    /// The population's files in OUT_DIR/population/, one per individual in population order, each
+    /// named by the hash of its values (the current format; `populationFile` is the earlier one).
+    var populationFiles: [String]?
 
     // Recipe space
     var cma: CMAES?
@@ -73,16 +76,6 @@ struct RunState: Codable, Equatable {
 
 /// Writes and reads a population checkpoint: one safetensors file, tensors named `ind<k>/<name>`, in f32.
 enum PopulationCheckpoint {
-    static func save(_ population: [WeightSet], path: String) throws {
-        var named: [(String, Tensor)] = []
-        for (k, w) in population.enumerated() {
-            for (j, name) in w.layout.names.enumerated() {
-                named.append(("ind\(k)/\(name)", try Tensor(floats: w.tensors[j], shape: w.layout.shapes[j])))
-            }
-        }
-        try writeSafetensors(path: path, tensors: named, metadata: ["format": "fusekit-evolve-population"])
-    }
-
     static func load(path: String, layout: WeightLayout, count: Int, expectedHash: String?) throws -> [WeightSet] {
         let store: WeightStore
         do { store = try WeightStore(path: path) } catch {
@@ -106,9 +99,11 @@ enum PopulationCheckpoint {
         return population
     }
 
-    static func populationHash(_ population: [WeightSet]) -> String {
+    static func populationHash(_ population: [WeightSet]) -> String { populationHash(population.map(\.hash)) }
+
+    static func populationHash(_ hashes: [String]) -> String {
         var h = StableHasher()
-        for w in population { h.combine(w.hash) }
+        for hash in hashes { h.combine(hash) }
         return h.hex
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import FuseIO
+import FuseMerge
 import FuseTensor
 
 /// Weight-space search: Evolver (fusion-methods.md §3.2, both released forms) and classic
@@ -20,26 +21,29 @@ struct WeightSearch {
 
     func search() throws -> (model: String, recipe: String?, best: Double, heldOut: Double?) {
         let base = try spec.base.map { try loadSource($0, "base") }
-        var population = try initialPopulation(base: base)
-        let layout = population[0].layout
+        let population = try initialPopulation(base: base)
+        defer { _ = try? population.finishWrites() }   // an interrupted run leaves no write half-way
+        let layout = population.layout
         let config = run.donor.config
 
-        func merged(_ p: [WeightSet]) throws -> WeightSet { try merger.merge(p, base: base, config: config, seed: run.seed) }
+        func merged(_ p: [ModelSource]) throws -> WeightSet {
+            try run.timed("merge") { try merger.merge(p, layout: layout, base: base, config: config, seed: run.seed) }
+        }
 
         // Added sources (--add-source) join the population and are scored like the others.
         if !run.options.addSources.isEmpty && !run.state.finished && run.options.addSources.contains(where: { !run.state.sources.contains($0) }) {
             for path in run.options.addSources where !run.state.sources.contains(path) {
                 let added = try loadSource(path, "--add-source")
-                try population[0].checkCompatible(added, run.state.sources[0], path)
-                population.append(added.reordered(to: layout))
+                try population.individual(0).checkCompatible(added, run.state.sources[0], path)
+                try population.append(added.reordered(to: layout))
                 run.state.sources.append(path)
                 let origin = "source \(run.state.sources.count - 1): \(path) (added after generation \(run.state.generation))"
                 run.state.lineage?.append([origin])
                 if options.form == .individual {
-                    let score = try run.dev([.weights(population[population.count - 1])])[0]
+                    let score = try run.dev([.weights(try population.individual(population.count - 1))])[0]
                     run.state.scores?.append(score)
                 } else {
-                    run.state.populationScore = try run.dev([.weights(try merged(population))])[0]
+                    run.state.populationScore = try run.dev([.weights(try merged(population.sources()))])[0]
                 }
             }
             run.state.targetGenerations = run.state.generation + spec.generations
@@ -56,22 +60,22 @@ struct WeightSearch {
                 if options.schedule == .sequential {
                     for i in 0..<n {
                         guard run.budgetAllows(1) else { break }
-                        let (trial, refs, taken) = makeTrial(i, g, population, scores)
+                        let (trial, refs, taken) = try makeTrial(i, g, population, scores)
                         let s = try run.dev(.weights(trial), mustBeat: scores[i])
                         trials.append(trialRecord(i, refs, taken, s, scores[i]))
                         if let s, s > scores[i] {
                             run.state.lineage?[i].append(lineageEntry(g, i, refs, taken, s, scores[i]))
-                            population[i] = trial; scores[i] = s; accepted += 1
+                            try population.replace(i, with: trial); scores[i] = s; accepted += 1
                         }
                     }
                 } else {
                     let count = spec.budget.map { max(0, min(n, $0 - run.state.evaluations)) } ?? n
-                    let made = (0..<count).map { makeTrial($0, g, population, scores) }
+                    let made = try (0..<count).map { try makeTrial($0, g, population, scores) }
                     let values = try run.dev(made.map { .weights($0.0) })
                     trials += (0..<count).map { trialRecord($0, made[$0].1, made[$0].2, values[$0], scores[$0]) }
                     for i in 0..<count where values[i] > scores[i] {
                         run.state.lineage?[i].append(lineageEntry(g, i, made[i].1, made[i].2, values[i], scores[i]))
-                        population[i] = made[i].0; scores[i] = values[i]; accepted += 1
+                        try population.replace(i, with: made[i].0); scores[i] = values[i]; accepted += 1
                     }
                 }
                 run.state.scores = scores
@@ -82,14 +86,14 @@ struct WeightSearch {
                 for k in stride(from: n - 1, to: 0, by: -1) { order.swapAt(k, uniform(k + 1, &orderRNG)) }
                 for i in order {
                     guard run.budgetAllows(1) else { break }
-                    let (trial, refs, taken) = makeTrial(i, g, population, nil)
-                    var candidate = population
-                    candidate[i] = trial
+                    let (trial, refs, taken) = try makeTrial(i, g, population, nil)
+                    var candidate = population.sources()
+                    candidate[i] = InMemoryModel(trial, config: config)
                     let s = try run.dev(.weights(try merged(candidate)), mustBeat: score)
                     trials.append(trialRecord(i, refs, taken, s, score))
                     if let s, s > score {
                         run.state.lineage?[i].append(lineageEntry(g, i, refs, taken, s, score))
-                        population = candidate; score = s; accepted += 1
+                        try population.replace(i, with: trial); score = s; accepted += 1
                     }
                 }
                 run.state.populationScore = score
@@ -98,10 +102,11 @@ struct WeightSearch {
             generationsLeft -= 1
             try checkpoint(population, accepted: accepted, trials: trials, merged: merged)
         }
-        let output = options.form == .individual ? population[bestIndex()] : try merged(population)
+        let output = options.form == .individual ? try population.individual(bestIndex()) : try merged(population.sources())
         let what = options.form == .individual ? "the best individual, ind\(bestIndex())"
                                                 : "the \(options.merger.method) merge of the evolved population"
         let model = try run.writeModel(output, description: what)
+        run.spills = population.spills; run.reloads = population.reloads
         let best = options.form == .individual ? (run.state.scores?[bestIndex()] ?? .nan) : (run.state.populationScore ?? .nan)
         return (model, nil, best, try run.heldOut(.weights(output)))
     }
@@ -116,19 +121,31 @@ struct WeightSearch {
 
     /// The starting population (or the checkpoint when continuing): one individual per source, then
     /// averages of two random sources up to the population size, scored on dev.
-    func initialPopulation(base: WeightSet?) throws -> [WeightSet] {
+    func initialPopulation(base: WeightSet?) throws -> Population {
         let first = try loadSource(spec.sources[0], "sources[0]")
-        if run.state.generation > 0 || run.state.populationFile != nil, let file = run.state.populationFile {
-            let count = run.state.lineage?.count ?? 0
-            return try PopulationCheckpoint.load(path: run.outDir + "/" + file, layout: first.layout, count: count,
-                                                 expectedHash: run.state.populationHash)
+        let maxResident = try residentLimit(layout: first.layout, base: base != nil)
+        let folder = run.outDir + "/population"
+        if let files = run.state.populationFiles {
+            let p = try Population.restore(files: files, folder: folder, layout: first.layout, config: run.donor.config, maxResident: maxResident)
+            if let expected = run.state.populationHash, PopulationCheckpoint.populationHash(p.hashes) != expected {
+                throw EvolveError.state(path: folder, message: "the population files do not match state.json (hash differs); the checkpoint is corrupt — start over with --force")
+            }
+            return p
         }
-        var population = [first]
+        let population = Population(layout: first.layout, folder: folder, config: run.donor.config, maxResident: maxResident)
+        if run.state.generation > 0 || run.state.populationFile != nil, let file = run.state.populationFile {
+            // A checkpoint of the earlier format: the whole population in one file.
+            let count = run.state.lineage?.count ?? 0
+            for w in try PopulationCheckpoint.load(path: run.outDir + "/" + file, layout: first.layout, count: count,
+                                                   expectedHash: run.state.populationHash) { try population.append(w) }
+            return population
+        }
+        try population.append(first)
         var lineage = [["source 0: \(spec.sources[0])"]]
         for (k, path) in spec.sources.enumerated().dropFirst() {
             let w = try loadSource(path, "sources[\(k)]")
             try first.checkCompatible(w, spec.sources[0], path)
-            population.append(w.reordered(to: first.layout))
+            try population.append(w.reordered(to: first.layout))
             lineage.append(["source \(k): \(path)"])
         }
         if let base, let b = spec.base { try first.checkCompatible(base, spec.sources[0], b) }
@@ -137,25 +154,43 @@ struct WeightSearch {
         for k in 0..<max(0, total - spec.sources.count) {
             var rng = SeededRNG(seed: run.seed, name: "initial/\(k)")
             let pair = distinctOthers(2, among: spec.sources.count, excluding: -1, &rng)
-            population.append(try linear.merge(pair.map { population[$0] }, base: nil, config: run.donor.config, seed: run.seed))
+            let sources = population.sources()
+            try population.append(try linear.merge(pair.map { sources[$0] }, layout: first.layout, base: nil, config: run.donor.config, seed: run.seed))
             lineage.append(["average of sources \(pair[0]) and \(pair[1])"])
         }
         run.state.lineage = lineage
         if options.form == .individual {
-            run.state.scores = try run.dev(population.map { .weights($0) })
+            run.state.scores = try run.dev(try population.indices.map { .weights(try population.individual($0)) })
         } else {
-            run.state.populationScore = try run.dev([.weights(try merger.merge(population, base: base, config: run.donor.config, seed: run.seed))])[0]
+            run.state.populationScore = try run.dev([.weights(try merger.merge(population.sources(), layout: first.layout, base: base,
+                                                                              config: run.donor.config, seed: run.seed))])[0]
         }
         try checkpoint(population, accepted: 0, trials: []) { p in
-            try merger.merge(p, base: base, config: run.donor.config, seed: run.seed)
+            try merger.merge(p, layout: first.layout, base: base, config: run.donor.config, seed: run.seed)
         }
         return population
+    }
+
+    /// Individuals the population may keep in memory under `--max-memory`: the budget less the working
+    /// set (the trial, the candidate being scored and its loaded model, and the base when there is one),
+    /// in individuals of `layout`'s size; nil without a budget.
+    func residentLimit(layout: WeightLayout, base: Bool) throws -> Int? {
+        guard let budget = run.options.maxMemoryBytes else { return nil }
+        let individual = layout.parameterCount * MemoryLayout<Float>.size
+        let working = Population.workingSet + (base ? 1 : 0)
+        let fit = budget / max(1, individual)
+        guard fit >= working + 1 else {
+            throw EvolveError.invalidArgument("--max-memory \(formatByteCount(budget)) is below what weight-space search needs: "
+                + "\(working + 1) models of \(formatByteCount(individual)) (the trial, the candidate being scored and its loaded model"
+                + (base ? ", the base" : "") + ", and at least one individual); give at least \(formatByteCount((working + 1) * individual))")
+        }
+        return fit - working
     }
 
     /// The trial for individual i in generation g: references chosen as the released code does (mode A:
     /// best other with probability 1 − p, p = 0.5 + 0.5/(G − g + 1) for the 1-based g; mode B: uniform),
     /// or three distinct others for DE.
-    func makeTrial(_ i: Int, _ g: Int, _ population: [WeightSet], _ scores: [Double]?) -> (WeightSet, [Int], Double) {
+    func makeTrial(_ i: Int, _ g: Int, _ population: Population, _ scores: [Double]?) throws -> (WeightSet, [Int], Double) {
         var rng = SeededRNG(seed: run.seed, name: "reference/\(g)/\(i)")
         let n = population.count
         let refs: [Int]
@@ -171,8 +206,11 @@ struct WeightSearch {
         } else {
             refs = distinctOthers(1, among: n, excluding: i, &rng)
         }
-        let (trial, taken) = FuseEvolve.makeTrial(target: population[i], references: refs.map { population[$0] }, rule: rule,
-                                                  crossover: crossover, seed: run.seed, stream: "trial/\(g)/\(i)")
+        let target = try population.individual(i)
+        let references = try refs.map { try population.individual($0) }
+        let (trial, taken) = run.timed("trial") {
+            FuseEvolve.makeTrial(target: target, references: references, rule: rule, crossover: crossover, seed: run.seed, stream: "trial/\(g)/\(i)")
+        }
         return (trial, refs, taken)
     }
 
@@ -197,14 +235,14 @@ struct WeightSearch {
 
     /// Logs the generation, then writes the population and the state (in that order: a crash between
     /// them replays the generation and rewrites the same log line).
-    func checkpoint(_ population: [WeightSet], accepted: Int, trials: [JSON], merged: ([WeightSet]) throws -> WeightSet) throws {
+    func checkpoint(_ population: Population, accepted: Int, trials: [JSON], merged: ([ModelSource]) throws -> WeightSet) throws {
         let winner: Candidate, best: Double, med: Double, winnerName: String, winnerLineage: [String]
         if options.form == .individual {
             let b = bestIndex()
-            winner = .weights(population[b]); best = run.state.scores?[b] ?? .nan; med = median(run.state.scores ?? [])
+            winner = .weights(try population.individual(b)); best = run.state.scores?[b] ?? .nan; med = median(run.state.scores ?? [])
             winnerName = "ind\(b)"; winnerLineage = run.state.lineage?[b] ?? []
         } else {
-            winner = .weights(try merged(population)); best = run.state.populationScore ?? .nan; med = best
+            winner = .weights(try merged(population.sources())); best = run.state.populationScore ?? .nan; med = best
             winnerName = "merge(population)"; winnerLineage = (run.state.lineage ?? []).enumerated().map { "ind\($0): \($1.joined(separator: "; "))" }
         }
         let held = try run.heldOut(winner)
@@ -213,12 +251,12 @@ struct WeightSearch {
                                        ("lineage", .array(winnerLineage.map { .string($0) }))]
         if let scores = run.state.scores { entry.append(("scores", .array(scores.map { .double($0) }))) }
         try run.record(entry, best: best, median: med, heldOut: held)
-        let file = String(format: "population-%04d.safetensors", run.state.generation)
         let old = run.state.populationFile
-        try PopulationCheckpoint.save(population, path: run.outDir + "/" + file)
-        run.state.populationFile = file
-        run.state.populationHash = PopulationCheckpoint.populationHash(population)
+        run.state.populationFiles = try run.timed("checkpoint") { try population.checkpoint() }
+        run.state.populationFile = nil
+        run.state.populationHash = PopulationCheckpoint.populationHash(population.hashes)
         try run.saveState()
-        if let old, old != file { try? FileManager.default.removeItem(atPath: run.outDir + "/" + old) }
+        population.removeUnreferenced()
+        if let old { try? FileManager.default.removeItem(atPath: run.outDir + "/" + old) }
     }
 }

@@ -16,8 +16,24 @@ public final class WeightStore: @unchecked Sendable {
     private enum Backend {
         case safetensors(files: [SafetensorsFile], fileOf: [String: Int])
         case gguf(GGUFWeights)
+        /// Tensors already in memory (a candidate of `fusekit evolve`, scored without writing it out).
+        case memory([String: Tensor])
     }
     private let backend: Backend
+
+    /// A store over tensors held in memory, with the config.json an HF folder would have. `path` names
+    /// it in errors.
+    public init(tensors: [(String, Tensor)], config: JSON?, path: String) throws {
+        var map: [String: Tensor] = [:]
+        for (name, t) in tensors {
+            guard map.updateValue(t, forKey: name) == nil else { throw FuseIOError.duplicateTensor(path: path, tensor: name) }
+        }
+        self.path = path
+        names = tensors.map(\.0)
+        self.config = config
+        folder = nil
+        backend = .memory(map)
+    }
 
     public init(path: String) throws {
         self.path = path
@@ -109,6 +125,7 @@ public final class WeightStore: @unchecked Sendable {
         switch backend {
         case let .safetensors(files, fileOf): return fileOf[name].flatMap { files[$0].info(name) }
         case let .gguf(g): return g.info(name)
+        case let .memory(map): return map[name].map { TensorInfo(name: name, dtype: $0.dtype, shape: $0.shape) }
         }
     }
 
@@ -119,6 +136,9 @@ public final class WeightStore: @unchecked Sendable {
             guard let k = fileOf[name] else { throw FuseIOError.missingTensor(path: path, tensor: name) }
             return try files[k].tensor(name)
         case let .gguf(g): return try g.tensor(name)
+        case let .memory(map):
+            guard let t = map[name] else { throw FuseIOError.missingTensor(path: path, tensor: name) }
+            return t
         }
     }
 
@@ -131,7 +151,7 @@ public final class WeightStore: @unchecked Sendable {
         case let .safetensors(files, fileOf):
             guard let k = fileOf[name], let r = files[k].byteRange(name) else { return nil }
             return (files[k].file, r)
-        case .gguf: return nil
+        case .gguf, .memory: return nil
         }
     }
 
@@ -142,6 +162,7 @@ public final class WeightStore: @unchecked Sendable {
         case .safetensors:
             if let (file, range) = location(name) { file.advise(offset: range.lowerBound, count: range.count, willNeed: willNeed) }
         case let .gguf(g): g.advise(name, willNeed: willNeed)
+        case .memory: break
         }
     }
 

@@ -2,7 +2,9 @@
 /// so a tensor's random mask is the same bytes whatever the thread count.
 /// xoshiro256** (Blackman & Vigna) seeded through SplitMix64.
 public struct SeededRNG: RandomNumberGenerator, Sendable, Codable, Equatable {
-    private var s0, s1, s2, s3: UInt64
+    // Internal but inlinable: hot loops in other modules (evolve's crossover draws one value per
+    // weight) must not pay a call per draw.
+    @usableFromInline var s0, s1, s2, s3: UInt64
 
     public init(seed: UInt64) {
         var sm = SplitMix64(state: seed)
@@ -16,6 +18,7 @@ public struct SeededRNG: RandomNumberGenerator, Sendable, Codable, Equatable {
         self.init(seed: byChunk.next())
     }
 
+    @inlinable
     public mutating func next() -> UInt64 {
         let result = ((s1 &* 5) << 7 | (s1 &* 5) >> 57) &* 9
         let t = s1 << 17
@@ -26,6 +29,7 @@ public struct SeededRNG: RandomNumberGenerator, Sendable, Codable, Equatable {
     }
 
     /// Uniform in [0, 1) with 24 random bits.
+    @inlinable
     public mutating func nextFloat() -> Float { Float(next() >> 40) * (1.0 / 16_777_216.0) }
     /// Uniform in [0, 1) with 53 random bits.
     public mutating func nextDouble() -> Double { Double(next() >> 11) * (1.0 / 9_007_199_254_740_992.0) }

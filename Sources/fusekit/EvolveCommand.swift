@@ -55,11 +55,15 @@ struct EvolveCommand: ParsableCommand {
     @Option(name: .customLong("batch-size"), help: "Sequences per forward call when scoring choices.")
     var batchSize = 8
 
+    @Option(name: .customLong("max-memory"), help: "Memory budget of weight-space search, e.g. 4GB, 1.5GiB: individuals beyond it wait on disk (same results, more reads).")
+    var maxMemory: String?
+
     @OptionGroup var runOptions: RunOptions
 
     mutating func validate() throws {
         if workers < 0 { throw ValidationError("--workers must be 0 or more") }
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
+        if let m = maxMemory, (parseByteSize(m) ?? 0) <= 0 { throw ValidationError("--max-memory '\(m)' is not a positive size such as 4GB, 800MB or 1.5GiB") }
         if resume && force { throw ValidationError("give --resume or --force, not both") }
         if force && !addSource.isEmpty { throw ValidationError("--add-source continues a finished run; it cannot be combined with --force") }
     }
@@ -91,6 +95,7 @@ struct EvolveCommand: ParsableCommand {
         options.resume = resume
         options.force = force
         options.addSources = added
+        options.maxMemoryBytes = maxMemory.flatMap(parseByteSize)
         let quiet = runOptions.quiet
         options.progress = { line in if !quiet { FileHandle.standardError.write(Data((line + "\n").utf8)) } }
         let started = Date()

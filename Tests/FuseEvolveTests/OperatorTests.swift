@@ -32,6 +32,47 @@ final class OperatorTests: XCTestCase {
         XCTAssertEqual(forced.tensors.joined().filter { $0 == 1 }.count, 1, "j_rand forces exactly one coordinate")
     }
 
+    /// The element-wise fast path equals the definition, draw for draw: per tensor a stream named
+    /// stream/tensor, one uniform per coordinate, the mutant taken where it is below CR (and at j_rand).
+    func testElementCrossoverEqualsTheDefinition() {
+        var g = SeededRNG(seed: 5, name: "values")
+        func random(_ n: Int) -> [Float] { (0..<n).map { _ in Float(g.nextGaussian()) } }
+        let shapes = [[37, 3], [111], [5, 2]]
+        let sets = (0..<4).map { _ in set(shapes.map { random($0.reduce(1, *)) }, shapes: shapes) }
+        for (rule, refs) in [(MutationRule.evolver(f: 0.3), [sets[1]]), (.randOne(f: 0.7), [sets[1], sets[2], sets[3]])] {
+            for forceOne in [false, true] {
+                let options = CrossoverOptions(rate: 0.4, forceOne: forceOne)
+                let (trial, taken) = makeTrial(target: sets[0], references: refs, rule: rule, crossover: options, seed: 9, stream: "t")
+                var expected = sets[0].tensors, count = 0
+                var forced: (Int, Int)?
+                if forceOne {
+                    var j = SeededRNG(seed: 9, name: "t/jrand")
+                    var pick = Int(j.next() % UInt64(shapes.reduce(0) { $0 + $1.reduce(1, *) }))
+                    for (k, shape) in shapes.enumerated() {
+                        let n = shape.reduce(1, *)
+                        if pick < n { forced = (k, pick); break }
+                        pick -= n
+                    }
+                }
+                for k in shapes.indices {
+                    var rng = SeededRNG(seed: 9, name: "t/t\(k)")
+                    for e in expected[k].indices {
+                        let draw = rng.nextFloat() < 0.4
+                        guard draw || (forced.map { $0.0 == k && $0.1 == e } ?? false) else { continue }
+                        let x = expected[k][e]
+                        switch rule {
+                        case let .evolver(f): expected[k][e] = (1 - f) * x + f * refs[0].tensors[k][e]
+                        case let .randOne(f): expected[k][e] = refs[0].tensors[k][e] + f * (refs[1].tensors[k][e] - refs[2].tensors[k][e])
+                        }
+                        count += 1
+                    }
+                }
+                XCTAssertEqual(trial.tensors, expected, "\(rule), forceOne \(forceOne)")
+                XCTAssertEqual(taken, Double(count) / Double(sets[0].layout.parameterCount), accuracy: 1e-15)
+            }
+        }
+    }
+
     /// Element crossover: the share of coordinates from the mutant is CR within 3σ, σ = √(CR(1−CR)/n).
     func testElementCrossoverRateWithinThreeSigma() {
         let n = 200_000

@@ -82,12 +82,12 @@ enum Tiny {
 
     static func bytes(_ path: String) throws -> Data { try Data(contentsOf: URL(fileURLWithPath: path)) }
 
-    /// log.jsonl lines without their wall-clock field.
+    /// log.jsonl lines without their wall-clock fields (seconds, timings).
     static func logLines(_ out: String) throws -> [JSON] {
         let text = try String(contentsOfFile: out + "/log.jsonl", encoding: .utf8)
         return try text.split(separator: "\n").map { line in
             guard case let .object(pairs) = try JSON.parse(String(line)) else { throw EvolveError.invalidArgument("log line is not an object") }
-            return .object(pairs.filter { $0.0 != "seconds" })
+            return .object(pairs.filter { $0.0 != "seconds" && $0.0 != "timings" })
         }
     }
 }
