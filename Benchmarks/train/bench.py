@@ -79,8 +79,8 @@ def sgemm_ceiling():
 def steal():
     with open("/proc/stat") as f: return int(f.readline().split()[8])
 
-def run(cmd):
-    out = subprocess.run(cmd, capture_output=True, text=True)
+def run(cmd, env=None):
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed:\n{out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -94,11 +94,16 @@ def main():
     params = 134_515_008
     print(f"ceiling: sgemm {gflops:.0f} GFLOP/s (2 threads) -> full training bound {gflops * 1e9 / (6 * params):.0f} tokens/s "
           f"(6 flops/weight/token), LoRA bound {gflops * 1e9 / (4 * params):.0f} tokens/s (4 flops/frozen weight/token)")
+    # OpenBLAS 0.3.21 runs Zen 4 on its AVX2 "Haswell" kernels; the fusekit CLI switches to SKYLAKEX unless
+    # OPENBLAS_CORETYPE is set. This machine's environment sets it, so the FuseKit side gets
+    # FUSEKIT_CORETYPE (default SKYLAKEX) explicitly; PyTorch uses its bundled MKL either way.
+    fk_env = dict(os.environ, OPENBLAS_CORETYPE=os.environ.get("FUSEKIT_CORETYPE", "SKYLAKEX"))
+    print(f"FuseKit OpenBLAS core: {fk_env['OPENBLAS_CORETYPE']}; load average before: {open('/proc/loadavg').read().split()[:3]}")
     results = {}
     steal0 = steal()
     for r in range(rounds):
         for mode in ("full", "lora8"):
-            fk = run([binary, HF, "--seq", str(SEQ), "--steps", str(steps), "--threads", "2"] + (["--lora-rank", "8"] if mode == "lora8" else []))
+            fk = run([binary, HF, "--seq", str(SEQ), "--steps", str(steps), "--threads", "2"] + (["--lora-rank", "8"] if mode == "lora8" else []), fk_env)
             pt = run([sys.executable, __file__, "--torch", mode, str(steps)])
             for side, res in (("fusekit", fk), ("pytorch", pt)):
                 results.setdefault((mode, side), []).append(res)
@@ -108,7 +113,7 @@ def main():
                       f"{res['tokens_per_second_median']:7.1f} median step, {SEQ / cpu[len(cpu) // 2]:6.1f} tok per CPU-s, "
                       f"optimizer {opt:.2f} s, peak RSS {res['peak_rss_mib']:7.0f} MiB, "
                       f"losses {' '.join(f'{x:.3f}' for x in res['losses'][:3])}", flush=True)
-    print(f"steal ticks during the run: {steal() - steal0}")
+    print(f"steal ticks during the run: {steal() - steal0}; load average after: {open('/proc/loadavg').read().split()[:3]}")
     for mode in ("full", "lora8"):
         fk, pt = results[(mode, "fusekit")], results[(mode, "pytorch")]
         fb, pb = max(x["tokens_per_second_best"] for x in fk), max(x["tokens_per_second_best"] for x in pt)

@@ -226,3 +226,44 @@ void fk_attend(const float *q, size_t nq, size_t ldq, const float *k, const floa
 #endif
     attend_portable(q, nq, ldq, k, v, n_keys, dim, scale, cap, q_slot, q_pos, key_pos, window, scratch, out, ldo);
 }
+
+// MARK: - training
+
+#if defined(__x86_64__)
+AVX512 static double exp_shifted_avx512(const float *x, size_t n, float shift, float *out) {
+    __m512 vsum = _mm512_setzero_ps(), m = _mm512_set1_ps(shift);
+    for (size_t j = 0; j < n; j += 16) {
+        __mmask16 in = n - j >= 16 ? 0xFFFF : (__mmask16)((1u << (n - j)) - 1);
+        __m512 e = _mm512_maskz_mov_ps(in, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(in, x + j), m)));
+        _mm512_mask_storeu_ps(out + j, in, e);
+        vsum = _mm512_add_ps(vsum, e);
+    }
+    return (double)_mm512_reduce_add_ps(vsum);
+}
+AVX512 static float max_avx512(const float *x, size_t n) {
+    __m512 vmax = _mm512_set1_ps(-INFINITY);
+    for (size_t j = 0; j < n; j += 16) {
+        __mmask16 in = n - j >= 16 ? 0xFFFF : (__mmask16)((1u << (n - j)) - 1);
+        vmax = _mm512_mask_max_ps(vmax, in, vmax, _mm512_maskz_loadu_ps(in, x + j));
+    }
+    return _mm512_reduce_max_ps(vmax);
+}
+#endif
+
+double fk_exp_shifted(const float *x, size_t n, float shift, float *out) {
+#if defined(__x86_64__)
+    if (fk_cpu_features() & 2) return exp_shifted_avx512(x, n, shift, out);
+#endif
+    double sum = 0;
+    for (size_t i = 0; i < n; i++) { out[i] = expf(x[i] - shift); sum += out[i]; }
+    return sum;
+}
+
+float fk_max_f32(const float *x, size_t n) {
+#if defined(__x86_64__)
+    if (fk_cpu_features() & 2) return max_avx512(x, n);
+#endif
+    float m = -INFINITY;
+    for (size_t i = 0; i < n; i++) if (x[i] > m) m = x[i];
+    return m;
+}

@@ -70,19 +70,31 @@ public class TrainableTransformer: TrainableModel {
     public private(set) var trainableParameters: [Parameter]
     /// Linears LoRA can target, in forward order (the tied head is not one of them).
     let linears: [TrainableLinear]
+    /// lm_head: its own weight, or the embedding when tied.
+    let head: TrainableLinear
+    /// final_logit_softcapping (Gemma), 0 = none.
+    let logitSoftcap: Float
     /// model_type, for messages.
     let architecture: String
     let contextLength: Int
     private(set) var lora: LoRASettings?
 
-    init(architecture: String, parameters: [Parameter], linears: [TrainableLinear], contextLength: Int) {
+    init(architecture: String, parameters: [Parameter], linears: [TrainableLinear], head: TrainableLinear, logitSoftcap: Float = 0,
+         contextLength: Int) {
         self.architecture = architecture; allParameters = parameters; trainableParameters = parameters
-        self.linears = linears; self.contextLength = contextLength
+        self.linears = linears; self.head = head; self.logitSoftcap = logitSoftcap; self.contextLength = contextLength
     }
 
-    /// The training forward: logits `[B*T, V]` of the batch (overridden by each architecture).
-    func logits(_ tape: Tape, _ p: ParameterBinding, _ batch: TrainingBatch) throws -> Variable {
+    /// The training forward up to the head: the final normalised hidden states `[B*T, C]` (overridden
+    /// by each architecture). The head, soft-capping and loss run in blocks in `Tape.headLoss`.
+    func hidden(_ tape: Tape, _ p: ParameterBinding, _ batch: TrainingBatch) throws -> Variable {
         throw ModelError.invalidArgument("\(architecture): no training forward")
+    }
+
+    /// Hidden states, head and loss of one batch on `tape`.
+    func loss(_ tape: Tape, _ p: ParameterBinding, _ batch: TrainingBatch, _ loss: TrainingLoss, scale: Float) throws -> LossReport {
+        try tape.headLoss(hidden(tape, p, batch), head, p, softcap: logitSoftcap, labels: batch.labels, soft: batch.soft,
+                          loss: loss, gradScale: scale)
     }
 
     /// Every parameter a forward reads: the model's and the LoRA factors.
@@ -132,8 +144,7 @@ public class TrainableTransformer: TrainableModel {
         try validate(batch)
         let tape = Tape(recording: true, step: step)
         return try withBoundParameters(boundParameters, trainable: trainableParameters) { p in
-            let logits = try self.logits(tape, p, batch)
-            let report = try tape.languageModelLoss(logits, labels: batch.labels, soft: batch.soft, loss: loss, gradScale: scale)
+            let report = try self.loss(tape, p, batch, loss, scale: scale)
             tape.backward()
             return report
         }
@@ -143,7 +154,7 @@ public class TrainableTransformer: TrainableModel {
         try validate(batch)
         let tape = Tape(recording: false)
         return try withBoundParameters(boundParameters, trainable: []) { p in
-            try tape.languageModelLoss(try self.logits(tape, p, batch), labels: batch.labels, soft: batch.soft, loss: loss)
+            try self.loss(tape, p, batch, loss, scale: 1)
         }
     }
 
@@ -152,7 +163,10 @@ public class TrainableTransformer: TrainableModel {
         try withoutActuallyEscaping(visit) { visit in
             let tape = Tape(recording: false)
             tape.linearInputVisitor = visit
-            try withBoundParameters(boundParameters, trainable: []) { p in _ = try self.logits(tape, p, batch) }
+            try withBoundParameters(boundParameters, trainable: []) { p in
+                let h = try self.hidden(tape, p, batch)
+                if self.head.visible { visit(self.head.weight.name, h.data, h.rows, h.cols) }
+            }
         }
     }
 }

@@ -92,7 +92,9 @@ func releaseFloats(_ p: UnsafeMutablePointer<Float>, _ n: Int) {
 
 /// Large activation buffers kept for reuse: every training step allocates the same sizes again, and
 /// fresh pages from the kernel cost a fault and a clear each (over 10% of a step when measured).
-/// Buffers below `minimum` floats go straight to malloc. `purge()` hands everything back.
+/// Buffers below `minimum` floats go straight to malloc. At most `capacity` floats stay idle; when a
+/// returned buffer does not fit, the idle buffers of other sizes are freed first (batch shapes changed).
+/// `purge()` hands everything back.
 public final class ActivationPool: @unchecked Sendable {
     public static let shared = ActivationPool()
     let minimum = 1 << 16
@@ -100,16 +102,19 @@ public final class ActivationPool: @unchecked Sendable {
     let capacity = 1 << 28
     private var idle: [Int: [UnsafeMutablePointer<Float>]] = [:]
     private var idleFloats = 0
-    private var lock = pthread_mutex_t()
+    private let lock: UnsafeMutablePointer<pthread_mutex_t>
 
-    init() { pthread_mutex_init(&lock, nil) }
+    init() {
+        lock = .allocate(capacity: 1)
+        pthread_mutex_init(lock, nil)
+    }
 
     func take(_ n: Int, zeroed: Bool) -> UnsafeMutablePointer<Float> {
         if n >= minimum {
-            pthread_mutex_lock(&lock)
+            pthread_mutex_lock(lock)
             let reused = idle[n]?.popLast()
             if reused != nil { idleFloats -= n }
-            pthread_mutex_unlock(&lock)
+            pthread_mutex_unlock(lock)
             if let reused {
                 if zeroed { reused.update(repeating: 0, count: n) }
                 return reused
@@ -123,22 +128,28 @@ public final class ActivationPool: @unchecked Sendable {
     }
 
     func give(_ p: UnsafeMutablePointer<Float>, _ n: Int) {
-        if n >= minimum {
-            pthread_mutex_lock(&lock)
-            defer { pthread_mutex_unlock(&lock) }
-            if idleFloats + n <= capacity {
-                idle[n, default: []].append(p)
-                idleFloats += n
-                return
+        guard n >= minimum, n <= capacity else { free(p); return }
+        pthread_mutex_lock(lock)
+        defer { pthread_mutex_unlock(lock) }
+        if idleFloats + n > capacity {
+            for (size, list) in idle where size != n {
+                list.forEach { free($0) }
+                idleFloats -= size * list.count
+                idle[size] = nil
             }
         }
-        free(p)
+        if idleFloats + n <= capacity {
+            idle[n, default: []].append(p)
+            idleFloats += n
+        } else {
+            free(p)
+        }
     }
 
     /// Frees every idle buffer (after training, to give the memory back).
     public func purge() {
-        pthread_mutex_lock(&lock)
-        defer { pthread_mutex_unlock(&lock) }
+        pthread_mutex_lock(lock)
+        defer { pthread_mutex_unlock(lock) }
         for (_, list) in idle { list.forEach { free($0) } }
         idle = [:]; idleFloats = 0
     }

@@ -1,4 +1,4 @@
-// Rotary embeddings, causal self-attention and embeddings for training, over B sequences of T
+// Rotary embeddings and causal self-attention for training, over B sequences of T
 // tokens (row b*T + t, position t). Attention follows transformers' eager path: S = q kᵀ · scale,
 // causal mask plus optional sliding window (key j visible from query i when j ≤ i and i − j < W),
 // softmax in f32, o = P v; query head h reads kv head h / (H / KVH) (repeat_kv).
@@ -61,7 +61,8 @@ public struct AttentionShape: Sendable {
 
 extension Tape {
     /// o `[N, H*D]` = softmax(q kᵀ · scale + mask) v per (sequence, head); q `[N, H*D]`, k and v `[N, KVH*D]`.
-    /// Saves the probabilities `[B, H, T, T]` for backward.
+    /// Saves only each score row's log-sum-exp `[B, H, T]`: backward recomputes the probabilities
+    /// (one more Q Kᵀ product per head, flash-attention style), so memory grows with T, not T².
     public func attention(q: Variable, k: Variable, v: Variable, _ s: AttentionShape) throws -> Variable {
         let n = s.batch * s.length
         guard s.heads > 0, s.kvHeads > 0, s.heads % s.kvHeads == 0 else {
@@ -74,11 +75,11 @@ extension Tape {
             throw NNError.shapeMismatch(tensor: "attention k/v", expected: [n, s.kvHeads * s.headDim], got: [k.rows, k.cols, v.rows, v.cols])
         }
         let out = Variable(rows: n, cols: q.cols, requiresGrad: needsGrad(q, k, v))
-        let probs = SavedFloats(out.requiresGrad ? s.batch * s.heads * s.length * s.length : 1)
-        attentionForward(q: q.data, k: k.data, v: v.data, s, into: out.data, probs: out.requiresGrad ? probs.pointer : nil)
+        let lse = SavedFloats(out.requiresGrad ? s.batch * s.heads * s.length : 1)
+        attentionForward(q: q.data, k: k.data, v: v.data, s, into: out.data, logSumExp: out.requiresGrad ? lse.pointer : nil)
         if out.requiresGrad {
             record(out) { guard let gy = out.grad else { return }
-                attentionBackward(gy, q: q.data, k: k.data, v: v.data, s, probs: probs.pointer, dq: q.grad, dk: k.grad, dv: v.grad)
+                attentionBackward(gy, q: q.data, k: k.data, v: v.data, s, logSumExp: lse.pointer, dq: q.grad, dk: k.grad, dv: v.grad)
                 withExtendedLifetime((q, k, v)) {}
             }
         }
@@ -86,45 +87,57 @@ extension Tape {
     }
 }
 
-/// Masked, scaled softmax of one score row in place (keys 0...i visible, and i − j < window when set).
-@inline(__always) func causalSoftmaxRow(_ row: UnsafeMutablePointer<Float>, query i: Int, keys t: Int, scale: Float, window: Int) {
+/// Masked, scaled softmax of one score row in place (keys 0...i visible, and i − j < window when set);
+/// returns the row's log-sum-exp of the scaled scores.
+@inline(__always) func causalSoftmaxRow(_ row: UnsafeMutablePointer<Float>, query i: Int, keys t: Int, scale: Float, window: Int) -> Float {
     let first = window > 0 ? max(0, i - window + 1) : 0
-    var mx = -Float.infinity
-    for j in first...i { row[j] *= scale; mx = max(mx, row[j]) }
-    var sum: Float = 0
-    for j in first...i { let e = expf(row[j] - mx); row[j] = e; sum += e }
-    let inv = 1 / sum
+    let visible = i - first + 1
+    for j in first...i { row[j] *= scale }
+    let mx = fk_max_f32(row + first, visible)
+    let sum = fk_exp_shifted(row + first, visible, mx, row + first)
+    let inv = Float(1 / sum)
     for j in 0..<first { row[j] = 0 }
     for j in first...i { row[j] *= inv }
     for j in (i + 1)..<max(t, i + 1) { row[j] = 0 }
+    return mx + Float(log(sum))
 }
 
-/// Per (sequence, head) job: S = Q Kᵀ by sgemm, masked softmax, O = P V by sgemm. `probs` `[B, H, T, T]`
-/// receives P when non-nil.
+/// The probabilities of one row again from its raw scores and saved log-sum-exp: P = e^(S·scale − lse).
+@inline(__always) func causalProbabilityRow(_ row: UnsafeMutablePointer<Float>, query i: Int, keys t: Int, scale: Float, window: Int, lse: Float) {
+    let first = window > 0 ? max(0, i - window + 1) : 0
+    for j in first...i { row[j] *= scale }
+    _ = fk_exp_shifted(row + first, i - first + 1, lse, row + first)
+    for j in 0..<first { row[j] = 0 }
+    for j in (i + 1)..<max(t, i + 1) { row[j] = 0 }
+}
+
+/// Per (sequence, head) job: S = Q Kᵀ by sgemm, masked softmax, O = P V by sgemm. `logSumExp`
+/// `[B, H, T]` receives each row's log-sum-exp when non-nil.
 public func attentionForward(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, _ s: AttentionShape,
-                             into out: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>?) {
+                             into out: UnsafeMutablePointer<Float>, logSumExp: UnsafeMutablePointer<Float>?) {
     let (t, hq, kvh, d) = (s.length, s.heads, s.kvHeads, s.headDim)
     let group = hq / kvh, ldq = hq * d, ldk = kvh * d
     withSingleThreadedBLAS {
         parallelFor(count: s.batch * hq, chunkSize: 1) { _, r in
-            let scratch = probs == nil ? SavedFloats(t * t) : nil
+            let scores = SavedFloats(t * t), p = scores.pointer
             for job in r {
                 let b = job / hq, h = job % hq, g = h / group
-                let p: UnsafeMutablePointer<Float>
-                if let probs { p = probs + job * t * t } else if let scratch { p = scratch.pointer } else { continue }
                 let qh = q + b * t * ldq + h * d, kh = k + b * t * ldk + g * d, vh = v + b * t * ldk + g * d
                 BLAS.sgemm(transB: true, m: t, n: t, k: d, a: qh, lda: ldq, b: kh, ldb: ldk, c: p, ldc: t)
-                for i in 0..<t { causalSoftmaxRow(p + i * t, query: i, keys: t, scale: s.scale, window: s.window) }
+                for i in 0..<t {
+                    let lse = causalSoftmaxRow(p + i * t, query: i, keys: t, scale: s.scale, window: s.window)
+                    if let logSumExp { logSumExp[job * t + i] = lse }
+                }
                 BLAS.sgemm(m: t, n: d, k: t, a: p, lda: t, b: vh, ldb: ldk, c: out + b * t * ldq + h * d, ldc: ldq)
             }
         }
     }
 }
 
-/// With P saved and dP = dO Vᵀ:  dS = P ⊙ (dP − rowsum(P ⊙ dP)) · scale;  dQ += dS K;  dK += dSᵀ Q;
+/// With P recomputed from the saved log-sum-exp and dP = dO Vᵀ:  dS = P ⊙ (dP − rowsum(P ⊙ dP)) · scale;  dQ += dS K;  dK += dSᵀ Q;
 /// dV += Pᵀ dO. dK and dV of the query heads sharing a kv head are summed in head order.
 public func attentionBackward(_ dout: UnsafePointer<Float>, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
-                              _ s: AttentionShape, probs: UnsafePointer<Float>,
+                              _ s: AttentionShape, logSumExp: UnsafePointer<Float>,
                               dq: UnsafeMutablePointer<Float>?, dk: UnsafeMutablePointer<Float>?, dv: UnsafeMutablePointer<Float>?) {
     let (t, hq, kvh, d) = (s.length, s.heads, s.kvHeads, s.headDim)
     let group = hq / kvh, ldq = hq * d, ldk = kvh * d
@@ -132,11 +145,14 @@ public func attentionBackward(_ dout: UnsafePointer<Float>, q: UnsafePointer<Flo
     let dkHeads = perHead.pointer, dvHeads = perHead.pointer + s.batch * hq * t * d
     withSingleThreadedBLAS {
         parallelFor(count: s.batch * hq, chunkSize: 1) { _, r in
-            let dS = SavedFloats(t * t)
+            let dS = SavedFloats(t * t), probs = SavedFloats(t * t)
             for job in r {
                 let b = job / hq, h = job % hq, g = h / group
-                let p = probs + job * t * t, ds = dS.pointer
+                let p = probs.pointer, ds = dS.pointer
                 let qh = q + b * t * ldq + h * d, kh = k + b * t * ldk + g * d, vh = v + b * t * ldk + g * d
+                // P again: S = Q Kᵀ, then e^(S·scale − lse) on the visible keys
+                BLAS.sgemm(transB: true, m: t, n: t, k: d, a: qh, lda: ldq, b: kh, ldb: ldk, c: p, ldc: t)
+                for i in 0..<t { causalProbabilityRow(p + i * t, query: i, keys: t, scale: s.scale, window: s.window, lse: logSumExp[job * t + i]) }
                 let doh = dout + b * t * ldq + h * d
                 // dV_h = Pᵀ dO
                 BLAS.sgemm(transA: true, m: t, n: d, k: t, a: p, lda: t, b: doh, ldb: ldq, c: dvHeads + job * t * d, ldc: d)
@@ -165,40 +181,6 @@ public func attentionBackward(_ dout: UnsafePointer<Float>, q: UnsafePointer<Flo
                     if let dk { for e in 0..<d { dk[row + e] += dkHeads[src + i * d + e] } }
                     if let dv { for e in 0..<d { dv[row + e] += dvHeads[src + i * d + e] } }
                 }
-            }
-        }
-    }
-}
-
-// MARK: - embeddings
-
-extension Tape {
-    /// y `[N, C]` = table[ids] · scale (Gemma scales by √C; GPT-2's learned positions use this too).
-    public func embedding(_ ids: [Int], table: Variable, scale: Float = 1, name: String) throws -> Variable {
-        let (v, c) = (table.rows, table.cols)
-        for id in ids where id < 0 || id >= v { throw NNError.tokenOutOfRange(token: id, vocabulary: v) }
-        let y = Variable(rows: ids.count, cols: c, requiresGrad: needsGrad(table))
-        for (i, id) in ids.enumerated() {
-            let src = table.data + id * c, dst = y.data + i * c
-            if scale == 1 { dst.update(from: src, count: c) } else { for j in 0..<c { dst[j] = src[j] * scale } }
-        }
-        if y.requiresGrad, table.requiresGrad {
-            record(y) { guard let gy = y.grad, let gt = table.grad else { return }
-                embeddingBackward(gy, ids: ids, dim: c, scale: scale, dTable: gt)
-                withExtendedLifetime(table) {}
-            }
-        }
-        return y
-    }
-}
-
-/// dTable[ids[i]] += scale · dy[i], split over column blocks so rows repeat in order on one thread.
-public func embeddingBackward(_ dy: UnsafePointer<Float>, ids: [Int], dim c: Int, scale: Float, dTable: UnsafeMutablePointer<Float>) {
-    ids.withUnsafeBufferPointer { idp in
-        parallelFor(count: c, chunkSize: max(16, (c + 3) / 4)) { _, cols in
-            for (i, id) in idp.enumerated() {
-                let src = dy + i * c, dst = dTable + id * c
-                for j in cols { dst[j] += src[j] * scale }
             }
         }
     }

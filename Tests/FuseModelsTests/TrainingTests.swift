@@ -154,6 +154,25 @@ final class TrainingTests: XCTestCase {
         XCTAssertEqual(seen[0].3, seen[1].3)   // q and k read the same normalised rows
     }
 
+    /// A NaN in a weight is refused at load with the tensor's name.
+    func testNaNWeightIsRefused() throws {
+        let c = try TrainingCase("llama")
+        let dir = NSTemporaryDirectory() + "fusekit-nan-\(getpid())"
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.copyItem(atPath: c.folder + "/config.json", toPath: dir + "/config.json")
+        let store = try WeightStore(path: c.folder)
+        var tensors: [(String, Tensor)] = []
+        for name in store.names {
+            var values = try store.floats(name)
+            if name == "model.layers.1.mlp.up_proj.weight" { values[5] = .nan }
+            tensors.append((name, try Tensor(floats: values, shape: store.info(name)?.shape ?? [])))
+        }
+        try writeSafetensors(path: dir + "/model.safetensors", tensors: tensors)
+        XCTAssertThrowsError(try ModelRegistry.loadTrainable(dir)) { XCTAssertTrue("\($0)".contains("model.layers.1.mlp.up_proj.weight"), "\($0)") }
+    }
+
     func testBadInputIsRefused() throws {
         let c = try TrainingCase("llama")
         let model = try ModelRegistry.loadTrainable(c.folder)

@@ -166,6 +166,46 @@ final class GradCheckTests: XCTestCase {
         }
     }
 
+    /// The blocked head + loss (several blocks of rows, soft-capping, bias, Conv1D layout) equals the head
+    /// as a linear followed by the loss op: loss value and the gradients of x, W and b.
+    func testBlockedHeadLossEqualsUnfused() throws {
+        let (n, c, v) = (150, 6, 9)
+        var rng = SeededRNG(seed: 5)
+        func random(_ count: Int) -> [Float] { (0..<count).map { _ in Float(rng.nextGaussian()) } }
+        let labels = (0..<n).map { $0 % 7 == 3 ? -1 : $0 % v }
+        let soft = SparseTargets(k: 2, ids: (0..<(2 * n)).map { Int32($0 % v) }, logProbs: random(2 * n), present: (0..<n).map { $0 % 5 != 0 })
+        for conv in [false, true] {
+            let w = Parameter(name: "head.weight", shape: conv ? [c, v] : [v, c], value: random(v * c))
+            let b = Parameter(name: "head.bias", shape: [v], value: random(v))
+            let head = try TrainableLinear(module: "head", weight: w, bias: b, conv1D: conv)
+            let xValues = random(n * c)
+            var results: [(Double, [Float], [Float], [Float])] = []
+            for fused in [true, false] {
+                w.zeroGrad(); b.zeroGrad()
+                let report: LossReport = try withBoundParameters([w, b], trainable: [w, b]) { p in
+                    let tape = Tape()
+                    let x = Variable(rows: n, cols: c, requiresGrad: true)
+                    x.data.update(from: xValues, count: xValues.count)
+                    let loss = TrainingLoss.mixed(lambda: 0.6, soft: .kl)
+                    let r = fused ? try tape.headLoss(x, head, p, softcap: 2.5, labels: labels, soft: soft, loss: loss, gradScale: 0.7)
+                                  : try tape.languageModelLoss(tape.softcap(tape.linear(x, head, p), cap: 2.5), labels: labels, soft: soft, loss: loss, gradScale: 0.7)
+                    tape.backward()
+                    results.append((r.loss, x.gradient ?? [], [], []))
+                    return r
+                }
+                results[results.count - 1].2 = w.grad; results[results.count - 1].3 = b.grad
+                XCTAssertGreaterThan(report.loss, 0)
+            }
+            XCTAssertEqual(results[0].0, results[1].0, accuracy: 1e-6 * results[1].0, "conv1D=\(conv) loss")
+            for (k, what) in [(1, "dx"), (2, "dW"), (3, "db")] {
+                let a = k == 1 ? results[0].1 : k == 2 ? results[0].2 : results[0].3
+                let e = k == 1 ? results[1].1 : k == 2 ? results[1].2 : results[1].3
+                let err = zip(a, e).map { abs($0 - $1) }.max() ?? 1, scale = e.map(abs).max() ?? 1
+                XCTAssertLessThan(err, 1e-5 * max(scale, 1e-3), "conv1D=\(conv) \(what)")
+            }
+        }
+    }
+
     func testLossRejectsBadTargets() {
         let z = Variable(rows: 2, cols: 3, requiresGrad: true)
         z.data.update(repeating: 0, count: 6)

@@ -99,6 +99,14 @@ void fk_attend(const float *q, size_t nq, size_t ldq, const float *k, const floa
                float scale, float cap, int32_t q_slot, int32_t q_pos, const int32_t *key_pos, int32_t window,
                float *scratch, float *out, size_t ldo);
 
+// MARK: - training (softmax numerators of the losses and of attention)
+
+/// out[i] = e^(x[i] − shift) for i < n (out may equal x); returns Σ out[i]. AVX-512 with the Cephes
+/// polynomial of the masked softmax where available (relative error about 2e-7), expf otherwise.
+double fk_exp_shifted(const float *x, size_t n, float shift, float *out);
+/// max over x[0..n) (n > 0).
+float fk_max_f32(const float *x, size_t n);
+
 #ifdef __cplusplus
 }
 #endif

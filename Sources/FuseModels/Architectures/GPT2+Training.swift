@@ -22,7 +22,6 @@ public final class GPT2Trainable: TrainableTransformer {
     let positionEmbedding: Parameter        // wpe.weight [n_positions, C]
     let layers: [GPT2TrainableLayer]
     let finalNormWeight, finalNormBias: Parameter  // ln_f.{weight, bias} [C]
-    let head: TrainableLinear
     let attentionScale: Float
 
     public init(store: WeightStore, configJSON: Data) throws {
@@ -52,8 +51,8 @@ public final class GPT2Trainable: TrainableTransformer {
         finalNormWeight = try read(p + "ln_f.weight", [C])
         finalNormBias = try read(p + "ln_f.bias", [C])
         let tied = !read.has("lm_head.weight")
-        head = tied ? try TrainableLinear(module: "lm_head", weight: tokenEmbedding, bias: nil, visible: false)
-                    : try read.linear("lm_head", out: V, in: C)
+        let head = tied ? try TrainableLinear(module: "lm_head", weight: tokenEmbedding, bias: nil, visible: false)
+                        : try read.linear("lm_head", out: V, in: C)
         attentionScale = (c.scaleAttnWeightsRaw ?? true) ? 1 / Float(c.headDim).squareRoot() : 1
         var parameters = [tokenEmbedding, positionEmbedding]
         var linears: [TrainableLinear] = []
@@ -64,10 +63,10 @@ public final class GPT2Trainable: TrainableTransformer {
         }
         parameters += [finalNormWeight, finalNormBias]
         if !tied { parameters.append(head.weight); linears.append(head) }
-        super.init(architecture: "gpt2", parameters: parameters, linears: linears, contextLength: c.contextLength)
+        super.init(architecture: "gpt2", parameters: parameters, linears: linears, head: head, contextLength: c.contextLength)
     }
 
-    override func logits(_ tape: Tape, _ p: ParameterBinding, _ batch: TrainingBatch) throws -> Variable {
+    override func hidden(_ tape: Tape, _ p: ParameterBinding, _ batch: TrainingBatch) throws -> Variable {
         let c = config, C = c.hiddenSize, eps = c.eps
         // h0 = wte[ids] + wpe[positions]
         let positions = trainingPositions(batch).map { Int($0) }
@@ -85,8 +84,7 @@ public final class GPT2Trainable: TrainableTransformer {
             let m = try tape.layerNorm(h, weight: p(layer.norm2Weight), bias: p(layer.norm2Bias), eps: eps)
             h = try tape.add(h, tape.linear(tape.activation(tape.linear(m, layer.up, p), .geluTanh), layer.down, p))
         }
-        // logits = LN(h; ln_f) · wteᵀ
-        let out = try tape.layerNorm(h, weight: p(finalNormWeight), bias: p(finalNormBias), eps: eps)
-        return try tape.linear(out, head, p)
+        // LN(h; ln_f); the head (logits = · wteᵀ) runs with the loss in TrainableTransformer.loss
+        return try tape.layerNorm(h, weight: p(finalNormWeight), bias: p(finalNormBias), eps: eps)
     }
 }

@@ -24,7 +24,6 @@ public final class Gemma3Trainable: TrainableTransformer {
     let embedScale: Float
     let layers: [Gemma3TrainableLayer]
     let finalNorm: Parameter            // norm.weight [C]
-    let head: TrainableLinear
     let globalRope: RoPE, localRope: RoPE
 
     public init(store: WeightStore, configJSON: Data) throws {
@@ -80,8 +79,8 @@ public final class Gemma3Trainable: TrainableTransformer {
         }
         finalNorm = try read(root + "norm.weight", [C])
         let tied = !read.has("lm_head.weight")
-        head = tied ? try TrainableLinear(module: "lm_head", weight: embedding, bias: nil, visible: false)
-                    : try read.linear("lm_head", out: V, in: C)
+        let head = tied ? try TrainableLinear(module: "lm_head", weight: embedding, bias: nil, visible: false)
+                        : try read.linear("lm_head", out: V, in: C)
         var parameters = [embedding]
         var linears: [TrainableLinear] = []
         for layer in layers {
@@ -92,10 +91,10 @@ public final class Gemma3Trainable: TrainableTransformer {
         }
         parameters.append(finalNorm)
         if !tied { parameters.append(head.weight); linears.append(head) }
-        super.init(architecture: c.modelType, parameters: parameters, linears: linears, contextLength: c.contextLength)
+        super.init(architecture: c.modelType, parameters: parameters, linears: linears, head: head, logitSoftcap: c.finalSoftcap, contextLength: c.contextLength)
     }
 
-    override func logits(_ tape: Tape, _ p: ParameterBinding, _ batch: TrainingBatch) throws -> Variable {
+    override func hidden(_ tape: Tape, _ p: ParameterBinding, _ batch: TrainingBatch) throws -> Variable {
         let c = config
         let (n, H, KVH, D, eps) = (batch.batch * batch.length, c.heads, c.kvHeads, c.headDim, c.rmsNormEps)
         let positions = trainingPositions(batch)
@@ -122,9 +121,7 @@ public final class Gemma3Trainable: TrainableTransformer {
             let f = try tape.gated(tape.linear(m, layer.gate, p), tape.linear(m, layer.up, p), .geluTanh)
             h = try tape.add(h, tape.rmsNorm(tape.linear(f, layer.down, p), weight: p(layer.postFeedforwardNorm), eps: eps, kind: .onePlusWeight))
         }
-        // logits = N1p(h) · Eᵀ, soft-capped when final_logit_softcapping is set
-        let out = try tape.rmsNorm(h, weight: p(finalNorm), eps: eps, kind: .onePlusWeight)
-        let logits = try tape.linear(out, head, p)
-        return c.finalSoftcap > 0 ? tape.softcap(logits, cap: c.finalSoftcap) : logits
+        // N1p(h); the head (logits = · Eᵀ, soft-capped when final_logit_softcapping is set) runs with the loss
+        return try tape.rmsNorm(h, weight: p(finalNorm), eps: eps, kind: .onePlusWeight)
     }
 }

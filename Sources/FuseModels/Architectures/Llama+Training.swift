@@ -19,7 +19,6 @@ public final class LlamaTrainable: TrainableTransformer {
     let embedding: Parameter           // model.embed_tokens.weight [V, C]
     let layers: [LlamaTrainableLayer]
     let finalNorm: Parameter           // model.norm.weight [C]
-    let head: TrainableLinear          // lm_head [V, C], or the embedding when tied
     let rope: RoPE
 
     public init(store: WeightStore, configJSON: Data) throws {
@@ -53,8 +52,8 @@ public final class LlamaTrainable: TrainableTransformer {
         finalNorm = try read("model.norm.weight", [C])
         // An absent lm_head means tied weights unless the config says otherwise (as in Llama.swift).
         let tied = !(read.has("lm_head.weight") || c.tieRaw == false)
-        head = tied ? try TrainableLinear(module: "lm_head", weight: embedding, bias: nil, visible: false)
-                    : try read.linear("lm_head", out: V, in: C)
+        let head = tied ? try TrainableLinear(module: "lm_head", weight: embedding, bias: nil, visible: false)
+                        : try read.linear("lm_head", out: V, in: C)
         var parameters = [embedding]
         var linears: [TrainableLinear] = []
         for layer in layers {
@@ -64,10 +63,10 @@ public final class LlamaTrainable: TrainableTransformer {
         }
         parameters.append(finalNorm)
         if !tied { parameters.append(head.weight); linears.append(head) }
-        super.init(architecture: c.modelType, parameters: parameters, linears: linears, contextLength: c.contextLength)
+        super.init(architecture: c.modelType, parameters: parameters, linears: linears, head: head, contextLength: c.contextLength)
     }
 
-    override func logits(_ tape: Tape, _ p: ParameterBinding, _ batch: TrainingBatch) throws -> Variable {
+    override func hidden(_ tape: Tape, _ p: ParameterBinding, _ batch: TrainingBatch) throws -> Variable {
         let c = config
         let positions = trainingPositions(batch)
         let shape = AttentionShape(batch: batch.batch, length: batch.length, heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim,
@@ -87,8 +86,7 @@ public final class LlamaTrainable: TrainableTransformer {
             let f = try tape.gated(tape.linear(m, layer.gate, p), tape.linear(m, layer.up, p), .silu)
             h = try tape.add(h, tape.linear(f, layer.down, p))
         }
-        // logits = RMSNorm(h) · lm_headᵀ
-        let out = try tape.rmsNorm(h, weight: p(finalNorm), eps: c.rmsNormEps, kind: .llama)
-        return try tape.linear(out, head, p)
+        // RMSNorm(h); the head (logits = · lm_headᵀ) runs with the loss in TrainableTransformer.loss
+        return try tape.rmsNorm(h, weight: p(finalNorm), eps: c.rmsNormEps, kind: .llama)
     }
 }
