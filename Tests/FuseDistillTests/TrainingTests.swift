@@ -235,3 +235,82 @@ final class TrainingTests: XCTestCase {
         }
     }
 }
+
+/// A byte-level BPE tokenizer.json (GPT-2's byte-to-character table): the 256 byte tokens, then one token
+/// per merge in `merges` ("a b" → "ab"), so two tiny models can have different tokenizations of one text.
+func writeByteLevelTokenizer(_ dir: String, merges: [String] = []) throws {
+    var byteToChar: [Int: Character] = [:]
+    var printable = Array(33...126) + Array(161...172) + Array(174...255)
+    var extra = 0
+    for b in 0..<256 where !printable.contains(b) { printable.append(b); byteToChar[b] = Character(UnicodeScalar(256 + extra)!); extra += 1 }
+    for b in Array(33...126) + Array(161...172) + Array(174...255) { byteToChar[b] = Character(UnicodeScalar(b)!) }
+    var vocab: [(String, Int)] = (0..<256).map { (String(byteToChar[$0]!), $0) }
+    for m in merges { vocab.append((m.replacingOccurrences(of: " ", with: ""), vocab.count)) }
+    let vocabJSON = vocab.map { "\(JSON.string($0.0).serialized()): \($0.1)" }.joined(separator: ", ")
+    let mergesJSON = merges.map { JSON.string($0).serialized() }.joined(separator: ", ")
+    let text = """
+    {"version": "1.0", "added_tokens": [], "normalizer": null,
+     "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true},
+     "post_processor": null, "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+     "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null, "end_of_word_suffix": null,
+               "fuse_unk": false, "byte_fallback": false, "vocab": {\(vocabJSON)}, "merges": [\(mergesJSON)]}}
+    """
+    try text.write(toFile: dir + "/tokenizer.json", atomically: true, encoding: .utf8)
+}
+
+final class TinyPipelineTests: XCTestCase {
+    /// The whole `fusekit distill` pipeline on tiny models with different tokenizers: capture, align,
+    /// fuse (MinCE), train, then `--resume` of the finished run. The source that shares the target's
+    /// tokenizer aligns everywhere; the one with merges aligns less; training writes a model whose
+    /// soft loss on the fused targets is below the start's.
+    func testPipelineCaptureAlignFuseTrain() throws {
+        let dir = NSTemporaryDirectory() + "fusekit-distill-e2e-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try writeTinyLlama(dir + "/target", vocab: 256, seed: 1)
+        try writeByteLevelTokenizer(dir + "/target")
+        try writeTinyLlama(dir + "/same", vocab: 256, seed: 2)
+        try writeByteLevelTokenizer(dir + "/same")
+        let merges = ["t h", "th e", "Ġ t", "Ġt h", "Ġth e", "i n", "e r"]
+        try writeTinyLlama(dir + "/other", vocab: 256 + merges.count, seed: 3)
+        try writeByteLevelTokenizer(dir + "/other", merges: merges)
+        let text = (0..<12).map { "the other thing in there, number \($0) of the winter" }.joined(separator: "\n") + "\n"
+        try text.write(toFile: dir + "/train.txt", atomically: true, encoding: .utf8)
+        try """
+        target: \(dir)/target
+        sources: [{model: \(dir)/same, name: same}, {model: \(dir)/other, name: other}]
+        corpus: {train: \(dir)/train.txt, block_tokens: 40}
+        k: 4
+        lambda: 0.5
+        training: {lr: 0.01, epochs: 2, batch_size: 2, warmup_ratio: 0, save_every: 3}
+        """.write(toFile: dir + "/spec.yml", atomically: true, encoding: .utf8)
+        let spec = try DistillSpec.load(path: dir + "/spec.yml")
+        let run = DistillRun(spec: spec, cacheDirectory: dir + "/cache")
+        var stages = Set<String>()
+        run.trainingProgress = { stage, _ in stages.insert(stage) }
+        let report = try run.run(outDirectory: dir + "/out", resume: false, force: false)
+        let coverage = Dictionary(uniqueKeysWithValues: report.alignment.map { ($0.source, $0.coverage) })
+        XCTAssertEqual(coverage["same"], 1)
+        XCTAssertLessThan(coverage["other"] ?? 1, 1)
+        XCTAssertGreaterThan(coverage["other"] ?? 0, 0.3)
+        XCTAssertEqual(report.training.count, 1)
+        XCTAssertEqual(stages, ["train fused"])
+        let training = try XCTUnwrap(report.training.first)
+        XCTAssertEqual(training.model, URL(fileURLWithPath: dir + "/out/model").standardizedFileURL.path)
+        XCTAssertEqual(Set(training.finalComponents.keys), ["ce", "soft"])
+        let fused = try FusedTargets(folder: report.fused[0].folder)
+        let batch = try fused.batch(sequences: Array(0..<fused.sequenceCount))
+        func soft(_ path: String) throws -> Double {
+            try ModelRegistry.loadTrainable(path).evaluateLoss(batch, loss: .mixed(lambda: 0, soft: .crossEntropy)).components["soft"] ?? .nan
+        }
+        XCTAssertLessThan(try soft(training.model), try soft(dir + "/target"))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/out/model/tokenizer.json"))
+        let json = try JSON.parse(try String(contentsOfFile: dir + "/out/distill.json", encoding: .utf8))
+        XCTAssertEqual(json["training"]?.array?.first?["steps"]?.int, training.summary.steps)
+        // --resume of a finished run: every stage is reused, training continues from its last checkpoint.
+        let again = try run.run(outDirectory: dir + "/out", resume: true, force: false)
+        XCTAssertEqual(again.training.first?.summary.resumedFrom, training.summary.steps)
+        XCTAssertEqual(FileManager.default.contents(atPath: dir + "/out/model/model.safetensors"),
+                       FileManager.default.contents(atPath: training.model + "/model.safetensors"))
+    }
+}
