@@ -338,7 +338,8 @@ public final class DistillRun {
         for set in report.fused {
             let directory = spec.fuseChat.enabled ? out + "/pairs/" + set.name : out
             let stage = "train " + set.name
-            log?("\(stage): \(spec.training.mode.rawValue) training, loss \(spec.lambda)·CE + \(1 - spec.lambda)·\(spec.training.loss) against \(set.folder)")
+            log?(String(format: "%@: %@ training, loss %g·CE + %g·%@ against %@", stage, spec.training.mode.rawValue, spec.lambda,
+                        1 - spec.lambda, spec.training.loss == "kl" ? "KL" : "soft CE", set.folder))
             let outcome = try FusionTraining.train(targetPath: spec.target, fused: try FusedTargets(folder: set.folder), name: set.name, spec: spec,
                                                    directory: directory, resume: resume) { [weak self] m in self?.trainingProgress?(stage, m) }
             report.training.append(outcome)

@@ -17,6 +17,12 @@ struct DistillCommand: ParsableCommand {
         targets are cached by content (model, corpus, k) under cache_dir (docs/formats.md, "Top-k capture \
         files"), so reruns and --resume recompute nothing that finished.
 
+        Training (λ·CE + (1−λ)·soft-target loss, full or LoRA) writes OUT_DIR/metrics.jsonl (loss, ce, soft \
+        per step), checkpoints/ (--resume after a crash or kill -9 continues with the same losses), model/ \
+        (an HF folder; LoRA: adapter/ too) and run.json. With fusechat.enabled, one copy of the target is \
+        trained per source pair under OUT_DIR/pairs/ and the copies are merged (sce or any merge method) \
+        into OUT_DIR/model, with the merge config kept as OUT_DIR/merge.yml.
+
         Examples:
           fusekit distill examples/distill/spec.yml runs/fuse1
           fusekit distill capture examples/distill/spec.yml captures/
