@@ -11,13 +11,16 @@
 #
 # Usage: examples/distill/run.sh            (after: swift build -c release --product fusekit,
 #                                             Tools/fetch-models.sh models, Tools/build-corpus.py corpus/debian)
-# Env:   SEQ (corpus blocks of 256 SmolLM2 tokens, default 96), OUT (default runs/distill), FUSEKIT, MODELS, CORPUS
+# Env:   SEQ (corpus blocks of 256 SmolLM2 tokens, default 96), SEED (default 0), OUT (default runs/distill),
+#        CACHE (captures and fused targets, default OUT/cache: share it between seeds), FUSEKIT, MODELS, CORPUS
 set -euo pipefail
 BIN=${FUSEKIT:-.build/release/fusekit}
 MODELS=${MODELS:-models}
 CORPUS=${CORPUS:-corpus/debian}
 SEQ=${SEQ:-96}
 OUT=${OUT:-runs/distill}
+SEED=${SEED:-0}   # training data order; the corpus blocks and captures are the same for every seed
+CACHE=${CACHE:-$OUT/cache}
 mkdir -p "$OUT"
 
 # Held-out text (whole lines, about 12 KB) and the cloze task, both from the held-out split only.
@@ -38,7 +41,7 @@ fusion: $2
 lambda: $3
 temperature: 1.0
 target_distribution: true
-cache_dir: $OUT/cache
+cache_dir: $CACHE
 training:
   mode: full
   lr: 5.0e-5
@@ -48,7 +51,7 @@ training:
   weight_decay: 0.1
   grad_clip: 1.0
   loss: ce
-  seed: 0
+  seed: $SEED
   save_every: 5
 YAML
 }
