@@ -24,7 +24,8 @@ for label, tag, run in rows:
             t = next(iter(m["training"].values()))
             loss = "CLM only (λ = 1)" if m["lambda"] == 1 else f"λ = {m['lambda']}, {m['fusion']}"
             tokens = f"{t['tokens']:,}"
-            comp = f"{t.get('final_ce', float('nan')):.3f} / {t.get('final_soft', float('nan')):.3f}"
+            soft = "—" if m["lambda"] == 1 else f"{t.get('final_soft', float('nan')):.3f}"   # λ = 1 computes no soft term
+            comp = f"{t.get('final_ce', float('nan')):.3f} / {soft}"
             secs = next(v for k, v in r["timings"].items() if k.startswith("training_seconds"))
             wall = f"{secs / 60:.1f} min"
     p = f"{ppl['metrics']['token_perplexity']:.3f}" if ppl else "—"
