@@ -92,8 +92,20 @@ public enum FusionTraining {
         try replaceAtomically(modelFolder) {
             try writeFullModel(model, to: $0, config: store.config, sideFiles: store.folder, extraFiles: try tokenizerFiles(store))
         }
-        return FusionTrainingOutcome(name: name, directory: directory, model: modelFolder, adapter: adapter, summary: summary,
-                                     finalComponents: trainer.lastComponents)
+        var outcome = FusionTrainingOutcome(name: name, directory: directory, model: modelFolder, adapter: adapter, summary: summary,
+                                            finalComponents: trainer.lastComponents)
+        if summary.finalLoss == nil, let last = lastLoggedStep(trainer.metricsPath) {   // resumed after the last step: nothing ran
+            outcome.summary.finalLoss = last["loss"]?.double
+            outcome.finalComponents = Dictionary(uniqueKeysWithValues: ["ce", "soft"].compactMap { k in last[k]?.double.map { (k, $0) } })
+        }
+        return outcome
+    }
+
+    /// The last line of a metrics log, or nil.
+    static func lastLoggedStep(_ path: String) -> JSON? {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8),
+              let line = text.split(separator: "\n").last else { return nil }
+        return try? JSON.parse(String(line))
     }
 
     /// HF tokenizer files for a GGUF target (its vocabulary), so the output folder runs on its own.

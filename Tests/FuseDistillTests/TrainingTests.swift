@@ -310,6 +310,8 @@ final class TinyPipelineTests: XCTestCase {
         // --resume of a finished run: every stage is reused, training continues from its last checkpoint.
         let again = try run.run(outDirectory: dir + "/out", resume: true, force: false)
         XCTAssertEqual(again.training.first?.summary.resumedFrom, training.summary.steps)
+        XCTAssertEqual(again.training.first?.summary.finalLoss, training.summary.finalLoss)   // from the log: no step ran
+        XCTAssertEqual(again.training.first?.finalComponents, training.finalComponents)
         XCTAssertEqual(FileManager.default.contents(atPath: dir + "/out/model/model.safetensors"),
                        FileManager.default.contents(atPath: training.model + "/model.safetensors"))
     }
