@@ -38,7 +38,7 @@ let package = Package(
         ], swiftSettings: fastMath),
         .target(name: "FuseTrain", dependencies: ["FuseNN", "FuseIO", "FuseTensor", "FuseTokenizers", "FuseModels"], swiftSettings: fastMath),
         .target(name: "FuseTransfer", dependencies: [
-            "FuseNN", "FuseIO", "FuseTensor", "FuseEval", "FuseModels", "FuseTrain", .product(name: "Yams", package: "Yams"),
+            "FuseNN", "FuseIO", "FuseTensor", "FuseEval", "FuseModels", "FuseTrain", "FuseTokenizers", .product(name: "Yams", package: "Yams"),
         ], swiftSettings: fastMath),
         .target(name: "FuseDistill", dependencies: [
             "FuseIO", "FuseTensor", "FuseTokenizers", "FuseNN", "FuseModels", "FuseMerge", "FuseTrain", .product(name: "Yams", package: "Yams"),

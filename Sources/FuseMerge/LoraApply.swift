@@ -144,9 +144,9 @@ public struct ApplyLoraSummary: Sendable {
 }
 
 /// `fusekit apply-lora`: the base with the adapter merged in, written tensor by tensor as an HF folder
-/// (shards, config.json with the dtype, tokenizer and generation files), atomically.
+/// (shards, config.json with the dtype, tokenizer and generation files, `extraFiles`), atomically.
 public func applyLora(model modelPath: String, adapter adapterPath: String, outPath: String, dtype: DType? = nil,
-                      maxShardBytes: Int = 5_000_000_000, force: Bool = false,
+                      maxShardBytes: Int = 5_000_000_000, force: Bool = false, extraFiles: [String: [UInt8]] = [:],
                       progress: ((Int, Int, String) -> Void)? = nil) throws -> ApplyLoraSummary {
     let start = Date()
     let source = try LoraAppliedSource(modelPath: modelPath, adapterPath: adapterPath, dtype: dtype)
@@ -170,6 +170,10 @@ public func applyLora(model modelPath: String, adapter adapterPath: String, outP
             try writeFileAtomically(path: out.tempPath + "/config.json", contents: JSON.object(pairs).serialized(indent: 2) + "\n")
         }
         if let folder = source.folderPath { try copySideFiles(from: folder, to: out.tempPath) }
+        // Files the caller derives (a GGUF base's tokenizer files, which FuseMerge cannot make itself).
+        for (name, bytes) in extraFiles.sorted(by: { $0.key < $1.key }) {
+            try writeFileAtomically(path: out.tempPath + "/" + name, bytes: bytes)
+        }
         try out.commit()
     } catch {
         out.abandon()

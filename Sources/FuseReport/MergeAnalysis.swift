@@ -237,6 +237,9 @@ extension MergeAnalysis {
     static func measure(inputs: [any RowSource], sourceSlots: [Int], base: Int?, merged: any RowSource) throws -> MergeSums {
         let rows = merged.rowCount, perRow = merged.rowElements
         let k = sourceSlots.count
+        guard k >= 1, k <= Int(FK_MERGE_STATS_MAX_SOURCES) else {
+            throw ReportError.incompatible("the analysis measures 1 to \(FK_MERGE_STATS_MAX_SOURCES) sources per tensor, this tensor has \(k)")
+        }
         let rowsPerChunk = max(1, (1 << 18) / max(1, perRow))
         let chunks = (rows + rowsPerChunk - 1) / rowsPerChunk
         var partial = [MergeSums](repeating: MergeSums(sources: k), count: chunks)
@@ -244,14 +247,14 @@ extension MergeAnalysis {
             let slots = slots
             try parallelForThrowing(count: rows, chunkSize: rowsPerChunk) { _, range in
                 let n = range.count * perRow
-                let x = UnsafeMutablePointer<Float>.allocate(capacity: n * (inputs.count + 2))
+                let x = UnsafeMutablePointer<Float>.allocate(capacity: n * (inputs.count + 1))
                 defer { x.deallocate() }
                 for (i, src) in inputs.enumerated() {
                     try src.readRows(range, into: x + i * n)
                 }
-                let m = x + inputs.count * n, r = x + (inputs.count + 1) * n
+                let m = x + inputs.count * n
                 try merged.readRows(range, into: m)
-                slots[range.lowerBound / rowsPerChunk] = chunkSums(x: x, n: n, sources: sourceSlots, base: base, merged: m, reference: r)
+                slots[range.lowerBound / rowsPerChunk] = chunkSums(x: x, n: n, sources: sourceSlots, base: base, merged: m)
             }
         }
         var total = MergeSums(sources: k)
@@ -259,47 +262,24 @@ extension MergeAnalysis {
         return total
     }
 
-    /// The sums of one chunk: x holds each input's n values back to back.
-    static func chunkSums(x: UnsafeMutablePointer<Float>, n: Int, sources: [Int], base: Int?, merged m: UnsafeMutablePointer<Float>,
-                          reference r: UnsafeMutablePointer<Float>) -> MergeSums {
+    /// The sums of one chunk: x holds each input's n values back to back (one C pass, fuse_report.h).
+    static func chunkSums(x: UnsafeMutablePointer<Float>, n: Int, sources: [Int], base: Int?, merged m: UnsafeMutablePointer<Float>) -> MergeSums {
         let k = sources.count
         var s = MergeSums(sources: k)
         s.elements = n
-        // reference: the base, or the mean of the sources
-        if let b = base {
-            r.update(from: x + b * n, count: n)
-        } else {
-            r.update(repeating: 0, count: n)
-            for i in sources { fk_axpy_f32(1, x + i * n, r, n) }
-            let inv = 1 / Float(k)
-            for j in 0..<n { r[j] *= inv }
+        var gram = [Double](repeating: 0, count: k * k), deltaDot = [Double](repeating: 0, count: k)
+        var distance = [Double](repeating: 0, count: k), squares = [Double](repeating: 0, count: k)
+        var deltaSquares = 0.0
+        var conflicts: Int64 = 0, contested: Int64 = 0, changed: Int64 = 0
+        let pointers: [UnsafePointer<Float>?] = sources.map { UnsafePointer(x + $0 * n) }
+        let basePointer: UnsafePointer<Float>? = base.map { UnsafePointer(x + $0 * n) }
+        _ = pointers.withUnsafeBufferPointer { p in
+            fk_merge_stats(p.baseAddress, Int32(k), basePointer, m, n, &gram, &deltaDot, &deltaSquares, &distance, &squares,
+                           &conflicts, &contested, &changed)
         }
-        for (a, i) in sources.enumerated() {
-            s.sourceSquares[a] = fk_sumsq_f32(x + i * n, n)
-            // distance to the merged tensor first, then xi becomes τ in place
-            let xi = x + i * n
-            var d2 = 0.0
-            for j in 0..<n { let d = Double(m[j] - xi[j]); d2 += d * d }
-            s.distanceSquares[a] = d2
-            for j in 0..<n { xi[j] -= r[j] }   // xi is now τ_a
-        }
-        var conflicts = 0, contested = 0, changed = 0
-        for j in 0..<n {
-            var pos = 0, neg = 0
-            for i in sources { let v = x[i * n + j]; if v > 0 { pos += 1 } else if v < 0 { neg += 1 } }
-            if pos + neg >= 2 { contested += 1; if pos > 0 && neg > 0 { conflicts += 1 } }
-            if base != nil && m[j] != r[j] { changed += 1 }
-            m[j] -= r[j]   // m is now δ
-        }
-        s.conflicts = conflicts; s.contested = contested; s.changed = changed
-        for (a, i) in sources.enumerated() {
-            for (b, i2) in sources.enumerated() where b >= a {
-                let v = fk_dot_f32(x + i * n, x + i2 * n, n)
-                s.gram[a * k + b] = v; s.gram[b * k + a] = v
-            }
-            s.deltaDot[a] = fk_dot_f32(m, x + i * n, n)
-        }
-        s.deltaSquares = fk_sumsq_f32(m, n)
+        s.gram = gram; s.deltaDot = deltaDot; s.distanceSquares = distance; s.sourceSquares = squares
+        s.deltaSquares = deltaSquares
+        s.conflicts = Int(conflicts); s.contested = Int(contested); s.changed = Int(changed)
         return s
     }
 }

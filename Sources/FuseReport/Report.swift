@@ -48,7 +48,9 @@ public struct Report {
             let analysis = EvolveAnalysis.analyze(runDirectory: dir, log: log, progress: progress)
             evolveSections(analysis, into: &page)
             json.append(("evolve", analysis.json))
-        case "train", "transfer", "distill":
+        case "distill":
+            distillSections(log, directory: dir, into: &page, json: &json)
+        case "train", "transfer":
             if log.command == "transfer" { transferSections(log, into: &page) }
             let path = dir + "/" + (log.logs.first { $0.0 == "metrics" }?.1 ?? "metrics.jsonl")
             if let curves = TrainingCurves.read(path) {

@@ -3,6 +3,7 @@ import FuseIO
 import FuseModels
 import FuseNN
 import FuseTensor
+import FuseTokenizers
 import FuseTrain
 
 /// What `fusekit transfer` did, for the CLI's summary and run.json.
@@ -132,7 +133,9 @@ public enum TransferRun {
         }
         try mergeLoRA(into: student, scale: lora.scale)
         let merged = outDir + "/merged"
-        try writeFullModel(student, to: merged, config: studentStore.config, sideFiles: studentStore.folder)
+        // A GGUF student has no tokenizer files to copy: make them from its vocabulary.
+        let tokenizerFiles = try studentStore.ggufFile.map { try TokenizerFiles.huggingFaceFiles(from: GGUFVocabulary(gguf: $0)).mapValues { Array($0.utf8) } } ?? [:]
+        try writeFullModel(student, to: merged, config: studentStore.config, sideFiles: studentStore.folder, extraFiles: tokenizerFiles)
         outputs["merged"] = merged
 
         let energy = modules.reduce((0.0, 0.0)) { ($0.0 + $1.residual * $1.residual, $0.1 + $1.norm * $1.norm) }

@@ -40,7 +40,8 @@ struct ApplyLoraCommand: ParsableCommand {
         options.apply()
         let progress = Progress("apply-lora", quiet: options.quiet)
         let s = try applyLora(model: model, adapter: adapterDir, outPath: outDir, dtype: dtype?.dtype,
-                              maxShardBytes: outShardSize?.bytes ?? 5_000_000_000, force: force) { progress.update($0, $1, $2) }
+                              maxShardBytes: outShardSize?.bytes ?? 5_000_000_000, force: force,
+                              extraFiles: model.hasSuffix(".gguf") ? try ConvertCommand.tokenizerFiles(for: WeightStore(path: model)) : [:]) { progress.update($0, $1, $2) }
         if options.json {
             printJSON(.object([
                 ("output", .string(outDir)), ("tensors", .int(s.tensors)), ("adapted_modules", .int(s.adaptedModules)),

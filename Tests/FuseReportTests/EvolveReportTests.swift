@@ -89,4 +89,32 @@ final class TrainingReportTests: XCTestCase {
         try r.write(html: dir + "/report.html")
         try renderInChromium(dir + "/report.html", plots: r.page.plotCount)
     }
+
+    func testDistillRunReport() throws {
+        let dir = NSTemporaryDirectory() + "fusekit-distill-report-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let metrics = (1...4).map { #"{"step": \#($0), "loss": \#(2.0 / Double($0)), "lr": 0.001, "grad_norm": 1.0, "tokens_per_s": 50, "ce": \#(2.2 / Double($0)), "soft": \#(0.2 / Double($0))}"# }
+        try metrics.joined(separator: "\n").write(toFile: dir + "/metrics.jsonl", atomically: true, encoding: .utf8)
+        var log = RunLog(command: "distill", status: .complete)
+        log.measurements = .object([
+            ("fusion", .string("min_ce")), ("lambda", .double(0.9)), ("sequences", .int(128)),
+            ("alignment_coverage", .object([("gemma", .double(0.849))])), ("one_hot_fraction", .object([("gemma", .double(0.151))])),
+            ("min_ce_chosen", .object([("", .object([("target", .int(121)), ("gemma", .int(7))]))])),
+            ("mean_weight", .object([("", .object([("target", .double(0.5)), ("gemma", .double(0.5))]))])),
+            ("training", .object([("target", .object([("steps", .int(4)), ("final_loss", .double(0.5)), ("final_ce", .double(0.55)), ("final_soft", .double(0.05))]))])),
+        ])
+        log.logs = [("metrics", "metrics.jsonl"), ("distill", "distill.json")]
+        try log.write(to: dir)
+        let r = try Report.build(runDirectory: dir)
+        let summary = r.page.summary.joined(separator: "\n")
+        XCTAssertTrue(summary.contains("84.9% of target positions from gemma"), summary)
+        XCTAssertTrue(summary.contains("MinCE chose target for 94.5% of sequences"), summary)
+        XCTAssertTrue(summary.contains("above 80%"), summary)
+        XCTAssertTrue(summary.contains("final loss 0.5 (ce 0.55, soft 0.05)"), summary)
+        XCTAssertEqual(r.json["distill"]?["curves"]?["metrics"]?["soft"]?.array?.count, 4)
+        XCTAssertTrue(r.page.warnings.isEmpty, "\(r.page.warnings)")
+        try r.write(html: dir + "/report.html")
+        try renderInChromium(dir + "/report.html", plots: r.page.plotCount)
+    }
 }

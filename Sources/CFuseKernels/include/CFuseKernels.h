@@ -3,3 +3,4 @@
 #include "fuse_nn.h"
 #include "fuse_pool.h"
 #include "fuse_merge.h"
+#include "fuse_report.h"
