@@ -63,7 +63,7 @@ let package = Package(
         .testTarget(name: "FuseTrainTests", dependencies: ["FuseTrain", "FuseNN", "FuseIO", "FuseTensor", "FuseTokenizers", "FuseModels"],
                     resources: [.copy("../Fixtures/train")]),
         .testTarget(name: "FuseTransferTests", dependencies: ["FuseTransfer", "FuseTrain", "FuseModels", "FuseNN", "FuseTensor", "FuseIO"]),
-        .testTarget(name: "FuseDistillTests", dependencies: ["FuseDistill", "FuseTokenizers", "FuseModels", "FuseNN", "FuseIO"],
+        .testTarget(name: "FuseDistillTests", dependencies: ["FuseDistill", "FuseTokenizers", "FuseModels", "FuseNN", "FuseIO", "FuseTrain", "FuseMerge", "FuseTensor"],
                     resources: [.copy("../Fixtures/distill")]),
     ],
     swiftLanguageModes: [.v5]

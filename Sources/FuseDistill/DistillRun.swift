@@ -6,14 +6,16 @@
 //   CACHE/vocab/<mode>-<source>-to-<target>.fkvmap               VocabularyMapping (MinED entries)
 //   CACHE/fused/<key>/shard-NNNNN.fktopk                          fused targets (flags bit 1)
 //   OUT_DIR/spec.yml, OUT_DIR/distill.json                        the run's record
-//
-// Training plugs in at `trainingStage` (see its comment).
+//   OUT_DIR/{metrics.jsonl, checkpoints/, model/, adapter/}       training (Training.swift)
+//   OUT_DIR/pairs/pair-NAME/..., OUT_DIR/merge.yml, OUT_DIR/model FuseChat: pairwise trainings, then a merge
 import Foundation
 import FuseIO
+import FuseMerge
 import FuseModels
 import FuseNN
 import FuseTensor
 import FuseTokenizers
+import FuseTrain
 
 /// A model of the run: a source or the target.
 public struct RunModel: Sendable {
@@ -44,8 +46,30 @@ public struct DistillReport: Sendable {
     public var alignment: [AlignmentStats] = []
     /// One fused-targets set per fusion (FuseChat: one per source pair).
     public var fused: [(name: String, folder: String, log: FusionLog)] = []
+    /// One training per fused set (empty when training is disabled).
+    public var training: [FusionTrainingOutcome] = []
+    /// FuseChat's merge of the pairwise targets.
+    public var merge: (method: String, output: String, config: String, seconds: Double)?
 
     public init() {}
+
+    static func trainingJSON(_ t: FusionTrainingOutcome) -> JSON {
+        let rate = t.summary.seconds > 0 ? Double(t.summary.tokens) / t.summary.seconds : 0
+        let components: [(String, JSON)] = t.finalComponents.sorted { $0.key < $1.key }.map { ($0.key, JSON.double($0.value)) }
+        let pairs: [(String, JSON)] = [
+            ("name", .string(t.name)), ("directory", .string(t.directory)), ("model", .string(t.model)),
+            ("adapter", t.adapter.map { JSON.string($0) } ?? .null), ("steps", .int(t.summary.steps)),
+            ("resumed_from", t.summary.resumedFrom.map { JSON.int($0) } ?? .null), ("tokens", .int(t.summary.tokens)),
+            ("seconds", .double(t.summary.seconds)), ("tokens_per_second", .double(rate)),
+            ("final_loss", t.summary.finalLoss.map { JSON.double($0) } ?? .null), ("final_components", .object(components)),
+        ]
+        return .object(pairs)
+    }
+
+    var mergeJSON: JSON {
+        guard let m = merge else { return .null }
+        return .object([("method", .string(m.method)), ("output", .string(m.output)), ("config", .string(m.config)), ("seconds", .double(m.seconds))])
+    }
 
     public func json(spec: DistillSpec) -> JSON {
         .object([
@@ -73,6 +97,8 @@ public struct DistillReport: Sendable {
                     ("mean_weight", .double(f.log.sequences > 0 ? f.log.weightSums[i] / Double(f.log.sequences) : 0)),
                 ]) })),
             ]) })),
+            ("training", .array(training.map(Self.trainingJSON))),
+            ("merge", mergeJSON),
         ])
     }
 }
@@ -82,6 +108,10 @@ public final class DistillRun {
     public let cacheDirectory: String
     /// (stage, done, total) for a progress bar; stage is "capture NAME", "align+fuse NAME".
     public var progress: ((String, Int, Int) -> Void)?
+    /// Every training step, with its stage ("train fused", "train pair-NAME").
+    public var trainingProgress: ((String, StepMetrics) -> Void)?
+    /// Called once OUT_DIR exists, before training (the CLI writes its `running` run.json there).
+    public var onOutputReady: ((String) throws -> Void)?
     /// One-line messages for stderr.
     public var log: ((String) -> Void)?
     public var threads: Int?
@@ -287,25 +317,78 @@ public final class DistillRun {
             try writeFileAtomically(path: out.tempPath + "/distill.json", contents: json)
             try out.commit()
         }
-        try trainingStage(report: report, outDirectory: outDirectory)
+        try onOutputReady?(outDirectory)
+        try trainingStage(report: &report, outDirectory: outDirectory, resume: exists && resume)
+        if spec.training.enabled {
+            try writeFileAtomically(path: outDirectory + "/distill.json", contents: report.json(spec: spec).serialized(indent: 2) + "\n")
+        }
         return report
     }
 
-    /// THE PLUG-IN POINT FOR FUSETRAIN. Everything it needs exists when this is called:
-    /// - `report.fused[i].folder`: fused targets per sequence, read with `FusedTargets(folder:)` ->
-    ///   `batch(sequences:)` gives `TrainingBatch` values (target tokens, labels = next tokens, soft
-    ///   = `SparseTargets`) for `TrainableModel.accumulateGradients(_, loss: .mixed(lambda: spec.lambda,
-    ///   soft: spec.training.loss == "kl" ? .kl : .crossEntropy), ...)`.
-    /// - `spec.training`: mode (full/LoRA -> `attachLoRA`), lr, epochs, batch size, warm-up, weight
-    ///   decay, clip, seed; checkpoints and resume belong in OUT_DIR/checkpoints.
-    /// - FuseChat (`spec.fuseChat.enabled`): one fused set per source pair; train one copy of the
-    ///   target per set into OUT_DIR/pairs/NAME, then merge the copies with FuseMerge
-    ///   (`spec.fuseChat.mergeMethod`, base_model = the target, `spec.fuseChat.parameters`) into
-    ///   OUT_DIR/model.
-    /// Replace the throw below with that call; nothing else in the pipeline changes.
-    func trainingStage(report: DistillReport, outDirectory: String) throws {
+    /// The training stage: the target learns from each fused set (FusionTraining, Training.swift).
+    /// - FuseLLM: one set, trained in OUT_DIR (metrics.jsonl, checkpoints/, model/, adapter/ for LoRA).
+    /// - FuseChat (`spec.fuseChat.enabled`): one copy of the target per source pair, trained in
+    ///   OUT_DIR/pairs/pair-NAME, then merged with FuseMerge (`spec.fuseChat.mergeMethod`, base model the
+    ///   target, `spec.fuseChat.parameters` as global parameters) into OUT_DIR/model. The merge config is
+    ///   kept as OUT_DIR/merge.yml, so `fusekit merge OUT_DIR/merge.yml DIR` redoes the merge to the same bytes.
+    /// With `resume`, each training continues from its newest checkpoint.
+    func trainingStage(report: inout DistillReport, outDirectory: String, resume: Bool) throws {
         guard spec.training.enabled else { return }
-        throw DistillError.needsTraining(stage: spec.fuseChat.enabled ? "FuseChat pairwise training and merge" : "fusion training")
+        let out = URL(fileURLWithPath: outDirectory).standardizedFileURL.path
+        for set in report.fused {
+            let directory = spec.fuseChat.enabled ? out + "/pairs/" + set.name : out
+            let stage = "train " + set.name
+            log?(String(format: "%@: %@ training, loss %g·CE + %g·%@ against %@", stage, spec.training.mode.rawValue, spec.lambda,
+                        1 - spec.lambda, spec.training.loss == "kl" ? "KL" : "soft CE", set.folder))
+            let outcome = try FusionTraining.train(targetPath: spec.target, fused: try FusedTargets(folder: set.folder), name: set.name, spec: spec,
+                                                   directory: directory, resume: resume) { [weak self] m in self?.trainingProgress?(stage, m) }
+            report.training.append(outcome)
+        }
+        guard spec.fuseChat.enabled else { return }
+        let base = try fuseChatBase(outDirectory: out)
+        let config = fuseChatMergeConfig(base: base, models: report.training.map(\.model))
+        try writeFileAtomically(path: out + "/merge.yml", contents: config)
+        let parsed = try MergeConfig.parse(yaml: config)
+        var options = MergeRunOptions()
+        options.force = true
+        options.seed = UInt64(spec.training.seed)
+        log?("merge: \(spec.fuseChat.mergeMethod) of \(report.training.count) pairwise targets onto \(base)")
+        let stage = "merge " + spec.fuseChat.mergeMethod
+        let summary = try runMerge(config: parsed, outPath: out + "/model", options: options, workingDirectory: out) { [weak self] done, total, _ in
+            self?.progress?(stage, done, total)
+        }
+        report.merge = (spec.fuseChat.mergeMethod, summary.output, out + "/merge.yml", summary.seconds)
+    }
+
+    /// The merge's base model: the target itself when it is an HF folder; a GGUF target is written once
+    /// as an f32 HF folder (OUT_DIR/pairs/base), exactly the weights the pairwise trainings started from.
+    func fuseChatBase(outDirectory out: String) throws -> String {
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: spec.target, isDirectory: &isDir), isDir.boolValue {
+            return URL(fileURLWithPath: spec.target).standardizedFileURL.path
+        }
+        let folder = out + "/pairs/base"
+        if FileManager.default.fileExists(atPath: folder + "/config.json") { return folder }
+        let store = try WeightStore(path: spec.target)
+        let model = try ModelRegistry.loadTrainable(store: store)
+        try replaceAtomically(folder) {
+            try writeFullModel(model, to: $0, config: store.config, sideFiles: store.folder, extraFiles: try FusionTraining.tokenizerFiles(store))
+        }
+        return folder
+    }
+
+    /// mergekit YAML: the pairwise targets merged onto the base with the spec's method and parameters.
+    func fuseChatMergeConfig(base: String, models: [String]) -> String {
+        func quoted(_ s: String) -> String { JSON.string(s).serialized() }
+        var lines = ["# FuseChat: the pairwise fusion targets merged onto the target (fusekit distill)",
+                     "merge_method: \(spec.fuseChat.mergeMethod)", "base_model: \(quoted(base))", "models:"]
+        for m in models { lines.append("  - model: \(quoted(m))") }
+        if !spec.fuseChat.parameters.isEmpty {
+            lines.append("parameters:")
+            for (k, v) in spec.fuseChat.parameters.sorted(by: { $0.key < $1.key }) { lines.append("  \(k): \(v)") }
+        }
+        lines.append("dtype: float32")
+        return lines.joined(separator: "\n") + "\n"
     }
 }
 

@@ -3,8 +3,8 @@
 // predicts at each of its positions, CaptureFile.swift), token alignment (DTW over token strings with
 // edit-distance cost, DTW.swift; MinED vocabulary mapping, VocabularyMapping.swift; aligned
 // distributions, Alignment.swift), the fusion functions MinCE and AvgCE (Fusion.swift) and the
-// `fusekit distill` spec and pipeline (Spec.swift, DistillRun.swift). Fusion training plugs in once
-// FuseTrain lands (DistillRun.swift, `trainingStage`).
+// `fusekit distill` spec and pipeline (Spec.swift, DistillRun.swift), and fusion training through
+// FuseTrain with FuseChat's pairwise-then-merge variant (Training.swift, `DistillRun.trainingStage`).
 //
 // Position convention, everywhere in this module: the distribution stored at position t of a
 // sequence is the model's prediction for token t+1 (the row of logits after reading token t).
@@ -25,7 +25,6 @@ public enum DistillError: Error, CustomStringConvertible, Equatable {
     case invalidArgument(String)
     case cache(path: String, message: String)
     case outputExists(path: String)
-    case needsTraining(stage: String)
 
     public var description: String {
         switch self {
@@ -48,8 +47,6 @@ public enum DistillError: Error, CustomStringConvertible, Equatable {
         case let .invalidArgument(what): return what
         case let .cache(path, message): return "\(path): \(message); delete the file to rebuild it"
         case let .outputExists(path): return "\(path) already exists; pass --force to replace it or --resume to continue it"
-        case let .needsTraining(stage):
-            return "the \(stage) stage needs the training module (FuseTrain), which has not landed yet; the fused targets are written and cached, rerun with --resume once training is available, or set training.enabled: false to stop after fusion"
         }
     }
 }

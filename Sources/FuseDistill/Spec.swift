@@ -19,7 +19,7 @@
 //     vocabulary: soft                      # soft (MinED, default) | hard (exact match, "EM")
 //     surface: canonical                    # canonical (default) | release (FuseLLM's strings)
 //   cache_dir: .fusekit-cache               # optional; captures, mappings and fused targets
-//   training:                               # wired to FuseTrain when it lands
+//   training:                               # FuseTrain (DistillRun.trainingStage, Training.swift)
 //     enabled: true
 //     mode: full                            # full | lora
 //     lr: 1.0e-5
@@ -30,6 +30,7 @@
 //     grad_clip: 1.0
 //     loss: ce                              # ce | kl (the soft-target loss)
 //     seed: 0
+//     save_every: 50                        # checkpoint every N steps (for --resume)
 //     lora: {rank: 8, alpha: 16, dropout: 0.0, target_modules: [q_proj, v_proj]}
 //   fusechat:                               # FuseChat: fuse the target with each source pairwise,
 //     enabled: false                        # train one copy per pair, then merge the copies
@@ -63,6 +64,7 @@ public struct TrainingSpec: Equatable, Sendable {
     public var gradClip = 1.0
     public var loss = "ce"
     public var seed = 0
+    public var saveEvery = 50
     public var loraRank = 8
     public var loraAlpha = 16.0
     public var loraDropout = 0.0
@@ -175,7 +177,7 @@ public struct DistillSpec: Equatable, Sendable {
 
     static func training(_ node: Node, _ r: SpecReader) throws -> TrainingSpec {
         guard let m = node.mapping else { throw r.fail(node, "training", "expected a mapping") }
-        try r.checkKeys(m, ["enabled", "mode", "lr", "epochs", "batch_size", "warmup_ratio", "weight_decay", "grad_clip", "loss", "seed", "lora"], "training")
+        try r.checkKeys(m, ["enabled", "mode", "lr", "epochs", "batch_size", "warmup_ratio", "weight_decay", "grad_clip", "loss", "seed", "save_every", "lora"], "training")
         var t = TrainingSpec()
         if let n = m["enabled"] { t.enabled = try r.bool(n, "training.enabled") }
         if let n = m["mode"] { t.mode = try r.choice(n, "training.mode", TrainingSpec.Mode.self) }
@@ -190,6 +192,7 @@ public struct DistillSpec: Equatable, Sendable {
             guard ["ce", "kl"].contains(t.loss) else { throw r.fail(n, "training.loss", "'\(t.loss)' is not a soft-target loss; use ce or kl") }
         }
         if let n = m["seed"] { t.seed = try r.int(n, "training.seed", min: 0, max: Int.max) }
+        if let n = m["save_every"] { t.saveEvery = try r.int(n, "training.save_every", min: 1, max: Int.max) }
         if let n = m["lora"] {
             guard let lm = n.mapping else { throw r.fail(n, "training.lora", "expected a mapping with rank, alpha, dropout, target_modules") }
             try r.checkKeys(lm, ["rank", "alpha", "dropout", "target_modules"], "training.lora")

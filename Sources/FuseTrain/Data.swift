@@ -36,6 +36,8 @@ public struct TrainingSequence: Sendable, Equatable {
     public var inputs: [Int]
     public var labels: [Int]
     public var labelled: Int { labels.reduce(0) { $0 + ($1 >= 0 ? 1 : 0) } }
+
+    public init(inputs: [Int], labels: [Int]) { self.inputs = inputs; self.labels = labels }
 }
 
 public enum ExampleKind: String, Sendable { case text, promptCompletion = "prompt/completion" }

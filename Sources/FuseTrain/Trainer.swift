@@ -65,12 +65,16 @@ public struct StepMetrics: Sendable {
     public var tokensPerSecond: Double
     public var elapsed: Double
     public var evalLoss: Double?
+    /// Mean over the micro-batches of each loss component the model reported (`ce`, and `soft` for a
+    /// mixed loss); logged beside `loss`.
+    public var components: [String: Double] = [:]
 
     public var json: JSON {
         var pairs: [(String, JSON)] = [("step", .int(step)), ("loss", .double(loss)), ("lr", .double(lr)),
                                        ("grad_norm", .double(gradNorm)), ("tokens", .int(tokens)),
                                        ("tokens_per_s", .double((tokensPerSecond * 10).rounded() / 10)),
                                        ("elapsed_s", .double((elapsed * 1000).rounded() / 1000))]
+        for (name, value) in components.sorted(by: { $0.key < $1.key }) where name != "loss" { pairs.append((name, .double(value))) }
         if let evalLoss { pairs.append(("eval_loss", .double(evalLoss))) }
         return .object(pairs)
     }
@@ -101,6 +105,12 @@ public final class Trainer {
     public let optimizer: AdamW
     public let schedule: CosineSchedule
     public var loss: TrainingLoss = .crossEntropy
+    /// Builds the micro-batch of the given sequences (indices into `data.sequences`) instead of
+    /// `makeBatch`: for data that carries more than ids and labels, such as the soft targets of
+    /// distillation. Order, cursor, fingerprint and checkpoints still come from `data`.
+    public var batchProvider: ((_ sequences: [Int]) throws -> TrainingBatch)?
+    /// The loss components of the last `trainStep`, averaged over its micro-batches.
+    public private(set) var lastComponents: [String: Double] = [:]
 
     public var checkpointDirectory: String { outputDirectory + "/checkpoints" }
     public var metricsPath: String { outputDirectory + "/metrics.jsonl" }
@@ -164,8 +174,9 @@ public final class Trainer {
             var batches: [TrainingBatch] = []
             var tokens = 0
             for k in 0..<settings.gradAccum {
-                let sequences = (0..<settings.batchSize).map { data.sequences[order.sequence(at: (cursor + k) * settings.batchSize + $0)] }
-                batches.append(makeBatch(sequences))
+                let indices = (0..<settings.batchSize).map { order.sequence(at: (cursor + k) * settings.batchSize + $0) }
+                let sequences = indices.map { data.sequences[$0] }
+                batches.append(try batchProvider?(indices) ?? makeBatch(sequences))
                 tokens += sequences.reduce(0) { $0 + $1.inputs.count }
             }
             let (meanLoss, norm, lr) = try trainStep(batches, step: step, firstMicroBatch: cursor)
@@ -178,7 +189,7 @@ public final class Trainer {
             } else { lastEval = nil }
             let metrics = StepMetrics(step: done, totalSteps: settings.steps, loss: meanLoss, lr: lr, gradNorm: norm, tokens: tokens,
                                       tokensPerSecond: seconds > 0 ? Double(tokens) / seconds : 0,
-                                      elapsed: Date().timeIntervalSince(start), evalLoss: lastEval)
+                                      elapsed: Date().timeIntervalSince(start), evalLoss: lastEval, components: lastComponents)
             try log.append(metrics.json)
             losses.append(meanLoss)
             lastLoss = meanLoss
@@ -201,11 +212,14 @@ public final class Trainer {
         for p in parameters { p.zeroGrad() }
         let scale = Float(1.0 / Double(batches.count))
         var lossSum = 0.0
+        var componentSums: [String: Double] = [:]
         for (k, batch) in batches.enumerated() {
             let report = try model.accumulateGradients(batch, loss: loss, scale: scale, step: firstMicroBatch + k)
             lossSum += report.loss
+            for (name, value) in report.components { componentSums[name, default: 0] += value }
         }
         let meanLoss = lossSum / Double(batches.count)
+        lastComponents = componentSums.mapValues { $0 / Double(batches.count) }
         guard meanLoss.isFinite else { throw FuseTrainError.nonFinite(step: step + 1, what: "the loss (\(meanLoss))") }
         let norm = clipGradientNorm(parameters, maxNorm: settings.clip)
         guard norm.isFinite else { throw FuseTrainError.nonFinite(step: step + 1, what: "the gradient norm (\(norm))") }

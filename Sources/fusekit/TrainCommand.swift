@@ -193,12 +193,14 @@ struct TrainCommand: ParsableCommand {
 final class TrainingProgress {
     let total: Int
     let enabled: Bool
+    /// The stage shown first on each line ("train", "train pair-gemma3").
+    let label: String
     let tty = isatty(2) != 0
     let start = Date()
     var lastPrint = Date.distantPast
     var firstStep: Int?
 
-    init(total: Int, quiet: Bool) { self.total = total; self.enabled = !quiet }
+    init(total: Int, quiet: Bool, label: String = "train") { self.total = total; self.enabled = !quiet; self.label = label }
 
     func update(_ m: StepMetrics) {
         guard enabled else { return }
@@ -215,10 +217,10 @@ final class TrainingProgress {
         if tty {
             let width = 24, filled = Int(Double(m.step) / Double(total) * Double(width))
             let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
-            let text = "\rtrain \(bar) \(m.step)/\(total) \(detail) eta \(formatSeconds(eta))"
+            let text = "\r\(label) \(bar) \(m.step)/\(total) \(detail) eta \(formatSeconds(eta))"
             FileHandle.standardError.write(Data((text + "\u{1B}[K" + (finished ? "\n" : "")).utf8))
         } else {
-            FileHandle.standardError.write(Data("train: step \(m.step)/\(total) \(detail) elapsed \(formatSeconds(elapsed)) eta \(formatSeconds(eta))\n".utf8))
+            FileHandle.standardError.write(Data("\(label): step \(m.step)/\(total) \(detail) elapsed \(formatSeconds(elapsed)) eta \(formatSeconds(eta))\n".utf8))
         }
     }
 }

@@ -29,11 +29,12 @@ final class SpecTests: XCTestCase {
         temperature: 0.5
         alignment: {vocabulary: hard, surface: release}
         cache_dir: /tmp/c
-        training: {mode: lora, lr: 5.0e-5, lora: {rank: 4, target_modules: [q_proj]}}
+        training: {mode: lora, lr: 5.0e-5, save_every: 7, lora: {rank: 4, target_modules: [q_proj]}}
         fusechat: {enabled: true, merge_method: ties, parameters: {density: 0.5}}
         """)
         XCTAssertEqual(full.k, 5); XCTAssertEqual(full.fusion, .avgCE); XCTAssertEqual(full.corpus.heldOut, "held.txt")
         XCTAssertEqual(full.vocabulary, .hard); XCTAssertEqual(full.surface, .release); XCTAssertEqual(full.training.loraRank, 4)
+        XCTAssertEqual(full.training.saveEvery, 7); XCTAssertEqual(s.training.saveEvery, 50)
         XCTAssertEqual(full.fuseChat.mergeMethod, "ties"); XCTAssertEqual(full.fuseChat.parameters["density"], 0.5)
     }
 
