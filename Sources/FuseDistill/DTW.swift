@@ -66,7 +66,7 @@ public struct DTWAlignment: Equatable, Sendable {
 /// DTW of `source` (the release's `series_1`, the blending model) against `target` (`series_2`, the
 /// base model) with `cost(i, j)` as local distance. Both must be non-empty.
 public func dynamicTimeWarping(sourceCount n: Int, targetCount m: Int, cost: (Int, Int) -> Int) -> DTWAlignment {
-    precondition(n > 0 && m > 0, "DTW needs two non-empty sequences")
+    precondition(n > 0 && m > 0, "DTW needs two non-empty sequences")   // invariant: the one caller skips empty sequences
     let inf = Int.max / 4
     // D is the release's matrix[1:, 1:]: row i, column j, row-major.
     var D = [Int](repeating: 0, count: n * m)

@@ -68,7 +68,7 @@ public final class Variable: @unchecked Sendable {
 
     /// The same memory (values and gradient) seen as `[rows, cols]`, e.g. `[N, H*D]` as `[N*H, D]`.
     public func reshaped(rows r: Int, cols c: Int) -> Variable {
-        precondition(r * c == count, "reshape of \(rows)x\(cols) to \(r)x\(c)")
+        precondition(r * c == count, "reshape of \(rows)x\(cols) to \(r)x\(c)")   // invariant: reshapes are internal to the ops
         return Variable(viewing: self, rows: r, cols: c)
     }
 

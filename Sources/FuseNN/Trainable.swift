@@ -17,7 +17,7 @@ public final class Parameter: @unchecked Sendable {
     public var grad: [Float]
 
     public init(name: String, shape: [Int], value: [Float]) {
-        precondition(shape.reduce(1, *) == value.count, "parameter \(name): \(value.count) values for shape \(shape)")
+        precondition(shape.reduce(1, *) == value.count, "parameter \(name): \(value.count) values for shape \(shape)")   // invariant: models build parameters from checked shapes
         self.name = name; self.shape = shape; self.value = value
         self.grad = [Float](repeating: 0, count: value.count)
     }
