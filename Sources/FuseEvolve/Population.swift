@@ -60,7 +60,7 @@ final class Population {
             guard self.writeError == nil, !FileManager.default.fileExists(atPath: path) else { return }
             do {
                 try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-                try w.writeSafetensors(path: path, dtype: .f32)
+                try w.writeSafetensors(path: path, dtype: .f32, sync: false)
             } catch { self.writeError = error }
         }
         try enforceBudget(keeping: [k])
@@ -98,7 +98,7 @@ final class Population {
             guard let w = resident[k] else {
                 throw EvolveError.state(path: path(k), message: "individual \(k) was spilled but its file is gone; start over with --force")
             }
-            try w.writeSafetensors(path: path(k), dtype: .f32)
+            try w.writeSafetensors(path: path(k), dtype: .f32, sync: false)
         }
         return hashes.map(Self.fileName)
     }
@@ -155,7 +155,7 @@ final class Population {
                   let w = resident[k] else { return }
             try finishWrites()
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-            if !FileManager.default.fileExists(atPath: path(k)) { try w.writeSafetensors(path: path(k), dtype: .f32) }
+            if !FileManager.default.fileExists(atPath: path(k)) { try w.writeSafetensors(path: path(k), dtype: .f32, sync: false) }
             resident[k] = nil
             spills += 1
         }

@@ -67,12 +67,14 @@ public struct WeightSet: Sendable {
     }
 
     /// Writes the tensors as one safetensors file in `dtype`.
-    func writeSafetensors(path: String, dtype: DType) throws {
+    /// `sync: false` for population checkpoints: they must survive kill -9, which the page cache does;
+    /// a power loss can tear the newest ones, which resume detects by their hashes and refuses.
+    func writeSafetensors(path: String, dtype: DType, sync: Bool = true) throws {
         let named: [(String, Tensor)] = try layout.names.indices.map { k in
             let f = try Tensor(floats: tensors[k], shape: layout.shapes[k])
             return (layout.names[k], dtype == .f32 ? f : try f.converted(to: dtype))
         }
-        try FuseIO.writeSafetensors(path: path, tensors: named, metadata: ["format": "pt"])
+        try FuseIO.writeSafetensors(path: path, tensors: named, metadata: ["format": "pt"], sync: sync)
     }
 }
 

@@ -156,8 +156,9 @@ public final class ShardedSafetensorsWriter {
 }
 
 /// Writes a whole set of in-memory tensors to one safetensors file, atomically (temporary sibling,
-/// fsync, rename).
-public func writeSafetensors(path: String, tensors: [(String, Tensor)], metadata: [String: String] = [:]) throws {
+/// fsync, rename). `sync: false` skips the fsync: the file still appears whole or not at all to
+/// anything that survives a process crash, but not necessarily a power loss.
+public func writeSafetensors(path: String, tensors: [(String, Tensor)], metadata: [String: String] = [:], sync: Bool = true) throws {
     let url = URL(fileURLWithPath: path)
     let dir = url.deletingLastPathComponent().path
     let tmpDir = dir + "/.\(url.lastPathComponent).tmp-\(getpid())"
@@ -173,7 +174,7 @@ public func writeSafetensors(path: String, tensors: [(String, Tensor)], metadata
     let infos = tensors.map { TensorInfo(name: $0.0, dtype: $0.1.dtype, shape: $0.1.shape) }
     let writer = try ShardedSafetensorsWriter(directory: tmpDir, tensors: infos, maxShardBytes: Int.max, metadata: metadata)
     for (name, t) in tensors { try writer.write(name, bytes: t.buffer.bytes) }
-    try writer.finish()
+    try writer.finish(sync: sync)
     guard rename(tmpDir + "/model.safetensors", path) == 0 else {
         throw FuseIOError.writeFailed(path: path, reason: String(cString: strerror(errno)))
     }
