@@ -37,6 +37,7 @@
 //     merge_method: sce                     # any FuseMerge method
 //     parameters: {select_topk: 0.1}        # the method's global parameters
 import Foundation
+import FuseIO
 import FuseMerge
 import Yams
 
@@ -216,7 +217,7 @@ public struct DistillSpec: Equatable, Sendable {
         if let n = m["merge_method"] {
             f.mergeMethod = try r.string(n, "fusechat.merge_method")
             guard MethodRegistry.method(named: f.mergeMethod) != nil else {
-                let hint = suggestion(f.mergeMethod, MethodRegistry.names).map { "; did you mean '\($0)'?" } ?? ""
+                let hint = didYouMean(f.mergeMethod, among: MethodRegistry.names).map { "; did you mean '\($0)'?" } ?? ""
                 throw r.fail(n, "fusechat.merge_method", "unknown merge method '\(f.mergeMethod)'\(hint) (known: \(MethodRegistry.names.joined(separator: ", ")))")
             }
         }
@@ -232,13 +233,6 @@ public struct DistillSpec: Equatable, Sendable {
     }
 }
 
-func suggestion(_ word: String, _ candidates: [String]) -> String? {
-    let w = Array(word.lowercased().unicodeScalars.map(\.value))
-    let scored = candidates.map { ($0, editDistance(w, Array($0.lowercased().unicodeScalars.map(\.value)))) }
-    guard let best = scored.min(by: { $0.1 < $1.1 }), best.1 <= max(2, word.count / 3) else { return nil }
-    return best.0
-}
-
 /// Typed reads of YAML nodes, each error with the spec path, key path and line.
 struct SpecReader {
     let path: String
@@ -251,7 +245,7 @@ struct SpecReader {
         for (k, _) in map {
             let key = k.string ?? "?"
             guard allowed.contains(key) else {
-                let hint = suggestion(key, allowed).map { "; did you mean '\($0)'?" } ?? ""
+                let hint = didYouMean(key, among: allowed).map { "; did you mean '\($0)'?" } ?? ""
                 throw fail(k, at.isEmpty ? key : "\(at).\(key)", "unknown key '\(key)'\(hint) (allowed here: \(allowed.joined(separator: ", ")))")
             }
         }

@@ -1,4 +1,5 @@
 import Foundation
+import FuseIO
 import FuseEval
 import FuseMerge
 import Yams

@@ -1,4 +1,5 @@
 import Foundation
+import FuseIO
 import Yams
 
 /// `fusekit transfer SPEC.yml OUT_DIR`:
@@ -117,7 +118,7 @@ public struct TransferSpec: Sendable, Equatable {
 
     static func checkKeys(_ map: [String: Any], allowed: [String], prefix: String) throws {
         for key in map.keys.sorted() where !allowed.contains(key) {
-            let hint = nearest(key, allowed).map { " (did you mean '\(prefix)\($0)'?)" } ?? ""
+            let hint = didYouMean(key, among: allowed).map { " (did you mean '\(prefix)\($0)'?)" } ?? ""
             throw TransferError.spec(key: prefix + key, what: "unknown key\(hint); known keys: \(allowed.joined(separator: ", "))")
         }
     }
@@ -144,29 +145,9 @@ public struct TransferSpec: Sendable, Equatable {
         guard let v else { return d }
         let options = T.allCases.map(\.rawValue)
         guard let s = v as? String, let c = T(rawValue: s) else {
-            let hint = (v as? String).flatMap { nearest($0, options) }.map { " (did you mean '\($0)'?)" } ?? ""
+            let hint = (v as? String).flatMap { didYouMean($0, among: options) }.map { " (did you mean '\($0)'?)" } ?? ""
             throw TransferError.spec(key: key, what: "'\(v)' is not one of \(options.joined(separator: ", "))\(hint)")
         }
         return c
-    }
-
-    /// The closest candidate within a small edit distance.
-    static func nearest(_ word: String, _ candidates: [String]) -> String? {
-        func distance(_ a: [Character], _ b: [Character]) -> Int {
-            var row = Array(0...b.count)
-            for (i, x) in a.enumerated() {
-                var prev = row[0]; row[0] = i + 1
-                for (j, y) in b.enumerated() {
-                    let cur = row[j + 1]
-                    row[j + 1] = Swift.min(row[j + 1] + 1, row[j] + 1, prev + (x == y ? 0 : 1))
-                    prev = cur
-                }
-            }
-            return row[b.count]
-        }
-        let w = Array(word)
-        let best = candidates.map { ($0, distance(w, Array($0))) }.min { $0.1 < $1.1 }
-        guard let best, best.1 <= Swift.max(2, word.count / 3) else { return nil }
-        return best.0
     }
 }

@@ -1,3 +1,4 @@
+import FuseIO
 import FuseTensor
 import Yams
 
