@@ -33,15 +33,12 @@ public struct ModelComparison: Sendable {
         let a = try WeightStore(path: pathA), b = try WeightStore(path: pathB)
         let namesB = Set(b.names)
         var rows: [Row] = [], mismatches: [(String, [Int], [Int])] = []
-        let descriptors = FileDescriptors()
-        func source(_ store: WeightStore, _ name: String) throws -> any RowSource {
-            try PreadRows(store: store, name: name, descriptors: descriptors) ?? store.rows(name)
-        }
+        let reader = RowReader()
         for (i, name) in a.names.enumerated() {
             progress?(i, a.names.count, name)
             guard namesB.contains(name), let ia = a.info(name), let ib = b.info(name) else { continue }
             guard ia.shape == ib.shape else { mismatches.append((name, ia.shape, ib.shape)); continue }
-            let ra = try source(a, name), rb = try source(b, name)
+            let ra = try reader.rows(a, name), rb = try reader.rows(b, name)
             rows.append(try measure(name: name, ra, rb))
         }
         progress?(a.names.count, a.names.count, "")

@@ -63,10 +63,7 @@ public struct EvolveAnalysis: Sendable {
         let start = Date()
         let merged = try WeightStore(path: model)
         let stores = try sources.map { try WeightStore(path: $0) }
-        let descriptors = FileDescriptors()
-        func rows(_ s: WeightStore, _ name: String) throws -> any RowSource {
-            try PreadRows(store: s, name: name, descriptors: descriptors) ?? s.rows(name)
-        }
+        let reader = RowReader()
         var tensors: [TensorAnalysis] = []
         for (n, name) in merged.names.enumerated() {
             progress?(n, merged.names.count, name)
@@ -75,8 +72,8 @@ public struct EvolveAnalysis: Sendable {
                 t.skipped = "not in every source with the same shape"
                 tensors.append(t); continue
             }
-            let inputs = try stores.map { try rows($0, name) }
-            t.sums = try MergeAnalysis.measure(inputs: inputs, sourceSlots: Array(stores.indices), base: nil, merged: try rows(merged, name))
+            let inputs = try stores.map { try reader.rows($0, name) }
+            t.sums = try MergeAnalysis.measure(inputs: inputs, sourceSlots: Array(stores.indices), base: nil, merged: try reader.rows(merged, name))
             tensors.append(t)
         }
         progress?(merged.names.count, merged.names.count, "")

@@ -195,11 +195,7 @@ extension MergeAnalysis {
         let start = Date()
         let base = plan.entries.lazy.compactMap { e in e.baseIndex.map { e.inputs[$0].model } }.first
         var out: [TensorAnalysis] = []
-        let descriptors = FileDescriptors()
-        func rows(_ source: any ModelSource, _ name: String) throws -> any RowSource {
-            if let store = source as? WeightStore, let r = PreadRows(store: store, name: name, descriptors: descriptors) { return r }
-            return try rowSource(source, name)
-        }
+        let reader = RowReader()
         for (n, entry) in plan.entries.enumerated() {
             progress?(n, plan.entries.count, entry.name)
             var t = TensorAnalysis(name: entry.name, layer: layerIndex(of: entry.name), sources: [])
@@ -214,8 +210,8 @@ extension MergeAnalysis {
                 t.sources = entry.inputs.enumerated().filter { $0.offset != entry.baseIndex }.map(\.element.model)
                 out.append(t); continue
             }
-            let inputs = try entry.inputs.map { try rows(sources[$0.model], $0.tensor) }
-            let result = try rows(merged, entry.name)
+            let inputs = try entry.inputs.map { try reader.rows(sources[$0.model], $0.tensor) }
+            let result = try reader.rows(merged, entry.name)
             let elements = entry.shape.reduce(1, *)
             guard inputs.allSatisfy({ $0.info.elementCount == elements }), result.info.elementCount == elements else {
                 t.skipped = "input shapes differ from the output"
@@ -284,12 +280,6 @@ extension MergeAnalysis {
     }
 }
 
-/// Rows of a tensor of any merge input (WeightStore streams; other sources load the tensor).
-func rowSource(_ source: any ModelSource, _ name: String) throws -> any RowSource {
-    if let store = source as? WeightStore { return try store.rows(name) }
-    return StoredRows(name: name, tensor: try source.loadTensor(name))
-}
-
 /// Rows of a safetensors tensor read with pread instead of through the memory map: the analysis
 /// touches every byte of several models once, and faulting them in through the map would both cost a
 /// page fault per 4 KiB and count every page in the resident set.
@@ -301,9 +291,9 @@ struct PreadRows: RowSource, @unchecked Sendable {
     let rowBytes: Int
 
     /// Nil where the tensor is not a plain float tensor in a safetensors file (GGUF, quantized).
-    init?(store: WeightStore, name: String, descriptors: FileDescriptors) {
+    init?(store: WeightStore, name: String, descriptors reader: RowReader) {
         guard let (file, range) = store.location(name), let info = store.info(name), info.dtype.isFloat,
-              let fd = descriptors.open(file.path) else { return nil }
+              let fd = reader.open(file.path) else { return nil }
         let rows = info.shape.count >= 2 ? info.shape[0] : 1
         guard rows > 0, let rb = info.dtype.byteCount(elements: info.elementCount / rows), rb * rows == range.count else { return nil }
         self.info = info; self.fd = fd; self.path = file.path; self.offset = range.lowerBound; self.rowBytes = rb
@@ -326,8 +316,15 @@ struct PreadRows: RowSource, @unchecked Sendable {
     }
 }
 
-/// Open read-only descriptors by path, closed together when the analysis ends.
-final class FileDescriptors: @unchecked Sendable {
+/// How the analyses read rows: safetensors float tensors with pread (`PreadRows`), other stored tensors
+/// (GGUF) through the store, other merge inputs (`model+lora`) by loading the tensor. Holds the open
+/// read-only descriptors, closed together when the analysis ends.
+final class RowReader: @unchecked Sendable {
+    func rows(_ source: any ModelSource, _ name: String) throws -> any RowSource {
+        guard let store = source as? WeightStore else { return StoredRows(name: name, tensor: try source.loadTensor(name)) }
+        return try PreadRows(store: store, name: name, descriptors: self) ?? store.rows(name)
+    }
+
     private var fds: [String: Int32] = [:]
     private let lock = NSLock()
 
