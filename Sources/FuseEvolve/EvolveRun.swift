@@ -26,7 +26,7 @@ public struct EvolveOptions {
     public init(evaluator: CandidateEvaluator) { self.evaluator = evaluator }
 }
 
-/// The result of a run (also OUT_DIR/run.json).
+/// The result of a run (`--json`, and the measurements of the run.json the CLI writes).
 public struct EvolveSummary {
     public var search: String
     public var seed: UInt64
@@ -75,8 +75,8 @@ enum Candidate {
 }
 
 /// One `fusekit evolve` run over OUT_DIR: state.json, cache.jsonl, log.jsonl, population/ind-*.safetensors,
-/// and at the end model/ (an HF folder as `fusekit merge` writes it), recipe.yml (recipe search) and
-/// run.json.
+/// and at the end model/ (an HF folder as `fusekit merge` writes it) and recipe.yml (recipe search);
+/// the CLI adds run.json in FuseReport's schema.
 public final class EvolveRun {
     /// Thrown by `interruptAfterEvaluations`.
     public struct Interrupted: Error {}
@@ -222,7 +222,6 @@ public final class EvolveRun {
         summary.earlyStops = earlyStops
         summary.timings = currentTimings
         summary.spills = spills; summary.reloads = reloads
-        try writeFileAtomically(path: outDir + "/run.json", contents: summary.json.serialized(indent: 2) + "\n")
         return summary
     }
 
