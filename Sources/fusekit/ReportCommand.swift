@@ -8,10 +8,13 @@ struct ReportCommand: ParsableCommand {
         commandName: "report",
         abstract: "Write one self-contained HTML page showing what each source contributed to a fused model.",
         discussion: """
-        RUN_DIR is the output folder of a fusekit run (it holds run.json). For a merge the page shows
-        each source's task-vector norm per layer, how much the merge moved toward each source, pairwise
-        agreement of the sources, sign conflicts, the share of parameters changed, and where each layer
-        came from. The input models must still be where the merge found them.
+        RUN_DIR is the output folder of a fusekit merge, evolve, distill, train or transfer run (it holds
+        run.json). For a merge the page shows each source's task-vector norm per layer, how much the merge
+        moved toward each source, pairwise agreement of the sources, sign conflicts, the share of
+        parameters changed, and where each layer came from (the input models must still be where the
+        merge found them); for evolve the fitness curves, the winner's lineage and what survives of each
+        source; for distill the alignment coverage, MinCE's choices and the loss components; for train
+        and transfer the loss curves.
 
         Examples:
           fusekit report ./merged                       # writes ./merged/report.html
