@@ -3,10 +3,63 @@ import FuseIO
 import FuseMerge
 import FuseTensor
 
-/// The weight-space population and its checkpoint. Each individual is one f32 safetensors file in
-/// OUT_DIR/population/ named by the hash of its values, written when a checkpoint first needs it, so a
-/// generation that replaces two individuals writes two files, not the whole population (the files of
-/// individuals no longer in the population are deleted once the state that drops them is saved).
+/// How an accepted trial was built: its parents (by the hash of their values) and the operator's
+/// settings. Trials are deterministic (every random choice comes from a stream named by seed, generation
+/// and individual), so this recipe rebuilds the same bytes; a checkpoint stores it instead of the
+/// trial's 4 bytes per weight (issue 9: "population as recipes or deltas").
+struct IndividualRecipe: Codable, Equatable {
+    /// The individual that was mutated and crossed (x_i).
+    var target: String
+    /// The references (x_r for Evolver; a, b, c for DE/rand/1), in the operator's order.
+    var references: [String]
+    /// `evolver` or `rand-one`, with its f (F).
+    var rule: String
+    var f: Float
+    var cr: Float
+    var unit: String
+    var forceOne: Bool
+    var seed: UInt64
+    /// The random stream's name, `trial/<generation>/<individual>`.
+    var stream: String
+
+    init(target: String, references: [String], rule: MutationRule, crossover: CrossoverOptions, seed: UInt64, stream: String) {
+        self.target = target; self.references = references
+        switch rule {
+        case let .evolver(f): self.rule = "evolver"; self.f = f
+        case let .randOne(f): self.rule = "rand-one"; self.f = f
+        }
+        cr = crossover.rate; unit = crossover.unit.rawValue; forceOne = crossover.forceOne
+        self.seed = seed; self.stream = stream
+    }
+
+    var parents: [String] { [target] + references }
+
+    /// Builds the trial from its parents' values (`values[0]` the target, then the references).
+    func build(_ values: [WeightSet]) throws -> WeightSet {
+        let mutation: MutationRule
+        switch rule {
+        case "evolver": mutation = .evolver(f: f)
+        case "rand-one": mutation = .randOne(f: f)
+        default: throw EvolveError.state(path: "state.json", message: "recipe rule '\(rule)' is unknown; the state is corrupt — start over with --force")
+        }
+        guard let unit = CrossoverUnit(rawValue: unit), values.count == parents.count, (rule == "evolver") == (references.count == 1),
+              rule == "evolver" || references.count == 3 else {
+            throw EvolveError.state(path: "state.json", message: "recipe '\(stream)' is malformed; the state is corrupt — start over with --force")
+        }
+        return makeTrial(target: values[0], references: Array(values.dropFirst()), rule: mutation,
+                         crossover: CrossoverOptions(rate: cr, unit: unit, forceOne: forceOne), seed: seed, stream: stream).0
+    }
+}
+
+/// The weight-space population and its checkpoint. An individual is stored one of two ways:
+/// - a file: one f32 safetensors file in OUT_DIR/population/ named by the hash of its values. The
+///   starting individuals and added sources get one as soon as they join (in the background), and so
+///   does an individual spilled under a memory budget;
+/// - a recipe (`IndividualRecipe`): an accepted trial is recorded by how it was built, which costs a
+///   few hundred bytes of state.json instead of a 4-byte-per-weight file. `--resume` rebuilds it from
+///   its ancestors (replaying the accepted trials that led to it, each checked against its hash).
+/// Files and recipes that no individual of the population descends from are dropped once the state
+/// that no longer needs them is saved.
 ///
 /// Under a memory budget (`--max-memory`) at most `maxResident` individuals are held in memory as
 /// Float32; the others live only in their files and are read back when an operator or merger needs
@@ -19,6 +72,8 @@ final class Population {
     /// Individuals kept in memory (nil: all of them).
     let maxResident: Int?
     private(set) var hashes: [String] = []
+    /// How the accepted trials among the population and its ancestors were built, by hash.
+    private(set) var recipes: [String: IndividualRecipe] = [:]
     private var resident: [WeightSet?] = []
     private var lastUse: [Int] = []
     private var clock = 0
@@ -26,7 +81,7 @@ final class Population {
     private(set) var spills = 0
     /// Individuals read back from their files.
     private(set) var reloads = 0
-    /// Files of replaced individuals are written here in the background while the next trials are
+    /// Files of starting and added individuals are written here in the background while trials are
     /// scored; `checkpoint` waits for them. Its error, if any, is kept for `checkpoint` to throw.
     private let writer = DispatchQueue(label: "fusekit.evolve.population-files")
     private var writeError: Error?
@@ -47,15 +102,11 @@ final class Population {
     static func fileName(_ hash: String) -> String { "ind-\(hash).safetensors" }
     func path(_ k: Int) -> String { folder + "/" + Self.fileName(hashes[k]) }
 
+    /// Adds an individual that no recipe describes (a source, a starting average, an added source); its
+    /// file is written in the background.
     func append(_ w: WeightSet) throws {
         hashes.append(w.hash); resident.append(w); lastUse.append(tick())
-        try enforceBudget(keeping: [count - 1])
-    }
-
-    /// Replaces individual k (the old one's file, if any, stays until the next checkpoint drops it).
-    func replace(_ k: Int, with w: WeightSet) throws {
-        hashes[k] = w.hash; resident[k] = w; lastUse[k] = tick()
-        let path = path(k), folder = folder
+        let path = path(count - 1), folder = folder
         writer.async {
             guard self.writeError == nil, !FileManager.default.fileExists(atPath: path) else { return }
             do {
@@ -63,8 +114,22 @@ final class Population {
                 try w.writeSafetensors(path: path, dtype: .f32, sync: false)
             } catch { self.writeError = error }
         }
+        try enforceBudget(keeping: [count - 1])
+    }
+
+    /// Replaces individual k with an accepted trial and the recipe that built it. The old individual
+    /// stays recoverable (its file or recipe is kept while anything descends from it).
+    func replace(_ k: Int, with w: WeightSet, recipe: IndividualRecipe) throws {
+        let hash = w.hash
+        // Recorded whatever files exist (which depend on spills), so the state is the same bytes with
+        // any memory budget. A trial equal to one of its parents (no coordinate changed) keeps that
+        // one's record, so no recipe names itself.
+        if recipes[hash] == nil && !recipe.parents.contains(hash) { recipes[hash] = recipe }
+        hashes[k] = hash; resident[k] = w; lastUse[k] = tick()
         try enforceBudget(keeping: [k])
     }
+
+    private func hasFile(_ hash: String) -> Bool { FileManager.default.fileExists(atPath: folder + "/" + Self.fileName(hash)) }
 
     /// Waits for the background writes; rethrows the first that failed.
     func finishWrites() throws {
@@ -90,40 +155,100 @@ final class Population {
         }
     }
 
-    /// Writes the file of every individual that has none yet; returns the file names in population order.
-    func checkpoint() throws -> [String] {
+    /// Makes the population recoverable from disk: waits for the background files, writes a file for
+    /// any individual with neither file nor recipe (none in normal runs), and keeps only the recipes
+    /// the population descends from. Returns the file names in population order (an individual
+    /// stored as a recipe has no file under its name) and the recipes to save with the state.
+    func checkpoint() throws -> (files: [String], recipes: [String: IndividualRecipe]) {
         try finishWrites()
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        for k in indices where !FileManager.default.fileExists(atPath: path(k)) {
+        for k in indices where recipes[hashes[k]] == nil && !FileManager.default.fileExists(atPath: path(k)) {
             guard let w = resident[k] else {
                 throw EvolveError.state(path: path(k), message: "individual \(k) was spilled but its file is gone; start over with --force")
             }
             try w.writeSafetensors(path: path(k), dtype: .f32, sync: false)
         }
-        return hashes.map(Self.fileName)
+        let needed = ancestry(of: hashes, recipes: recipes)
+        recipes = recipes.filter { needed.contains($0.key) }
+        return (hashes.map(Self.fileName), recipes)
     }
 
-    /// Deletes the files of individuals no longer in the population (call after the state is saved).
+    /// Deletes the files no individual of the population descends from (call after the state is saved).
     func removeUnreferenced() {
-        let keep = Set(hashes.map(Self.fileName))
+        let keep = Set(ancestry(of: hashes, recipes: recipes).map(Self.fileName))
         for name in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [] where name.hasPrefix("ind-") && !keep.contains(name) {
             try? FileManager.default.removeItem(atPath: folder + "/" + name)
         }
     }
 
-    /// The population of a checkpoint: the files are checked against their hashes as they are read.
-    static func restore(files: [String], folder: String, layout: WeightLayout, config: JSON?, maxResident: Int?) throws -> Population {
+    /// The population of a checkpoint: individuals with a file are read from it, the others rebuilt
+    /// from their recipes; every one is checked against its hash.
+    static func restore(files: [String], recipes: [String: IndividualRecipe], folder: String, layout: WeightLayout,
+                        config: JSON?, maxResident: Int?) throws -> Population {
         let p = Population(layout: layout, folder: folder, config: config, maxResident: maxResident)
+        p.recipes = recipes
+        var hashes: [String] = []
         for name in files {
             guard name.hasPrefix("ind-"), name.hasSuffix(".safetensors") else {
                 throw EvolveError.state(path: folder, message: "'\(name)' is not a population file name; the state is corrupt — start over with --force")
             }
-            let hash = String(name.dropFirst(4).dropLast(12))
-            let w = try read(path: folder + "/" + name, layout: layout, expectedHash: hash)
+            hashes.append(String(name.dropFirst(4).dropLast(12)))
+        }
+        let rebuilt = try rebuild(hashes.filter { !p.hasFile($0) }, folder: folder, layout: layout, recipes: recipes)
+        for hash in hashes {
+            let w = try rebuilt[hash] ?? read(path: folder + "/" + fileName(hash), layout: layout, expectedHash: hash)
             p.hashes.append(hash); p.resident.append(w); p.lastUse.append(p.tick())
             try p.enforceBudget(keeping: [p.count - 1])
         }
         return p
+    }
+
+    /// The values of `roots` from their recipes, replaying the accepted trials they descend from in
+    /// dependency order (ancestors read from their files). A value is dropped as soon as nothing left
+    /// to build needs it, so the replay holds about one population, not the whole history.
+    static func rebuild(_ roots: [String], folder: String, layout: WeightLayout, recipes: [String: IndividualRecipe]) throws -> [String: WeightSet] {
+        guard !roots.isEmpty else { return [:] }
+        let fileExists = { (h: String) in FileManager.default.fileExists(atPath: folder + "/" + fileName(h)) }
+        // Dependency order (post-order of a depth-first walk); nodes with a file are leaves.
+        var order: [String] = [], state: [String: Bool] = [:]   // false: entered, true: done
+        for root in roots {
+            var stack: [(String, Bool)] = [(root, false)]
+            while let (h, expanded) = stack.popLast() {
+                if expanded { state[h] = true; order.append(h); continue }
+                if let s = state[h] {
+                    if !s { throw EvolveError.state(path: folder, message: "the recipes of individual \(h) form a cycle; the state is corrupt — start over with --force") }
+                    continue
+                }
+                state[h] = false
+                stack.append((h, true))
+                if fileExists(h) { continue }
+                guard let recipe = recipes[h] else {
+                    throw EvolveError.state(path: folder + "/" + fileName(h), message: "individual \(h) has neither a file nor a recipe in state.json; the checkpoint is incomplete — start over with --force")
+                }
+                for parent in recipe.parents.reversed() where state[parent] != true { stack.append((parent, false)) }
+            }
+        }
+        var uses: [String: Int] = [:]
+        for h in order where !fileExists(h) { for parent in recipes[h]!.parents { uses[parent, default: 0] += 1 } }
+        for root in roots { uses[root, default: 0] += 1 }
+        var values: [String: WeightSet] = [:]
+        for h in order {
+            if fileExists(h) {
+                values[h] = try read(path: folder + "/" + fileName(h), layout: layout, expectedHash: h)
+                continue
+            }
+            let recipe = recipes[h]!
+            let w = try recipe.build(recipe.parents.map { values[$0]! })
+            guard w.hash == h else {
+                throw EvolveError.state(path: folder, message: "rebuilding individual \(h) from its recipe ('\(recipe.stream)') gave other values (\(w.hash)); the state is corrupt or from another FuseKit version — start over with --force")
+            }
+            values[h] = w
+            for parent in recipe.parents {
+                uses[parent]! -= 1
+                if uses[parent] == 0 { values[parent] = nil }
+            }
+        }
+        return values.filter { roots.contains($0.key) }
     }
 
     static func read(path: String, layout: WeightLayout, expectedHash: String) throws -> WeightSet {
@@ -162,6 +287,16 @@ final class Population {
     }
 
     private func tick() -> Int { clock += 1; return clock }
+}
+
+/// Every hash `roots` descend from through `recipes`, the roots included.
+func ancestry(of roots: [String], recipes: [String: IndividualRecipe]) -> Set<String> {
+    var seen = Set<String>(), stack = roots
+    while let h = stack.popLast() {
+        guard seen.insert(h).inserted else { continue }
+        stack += recipes[h]?.parents ?? []
+    }
+    return seen
 }
 
 /// A spilled individual as a FuseMerge model source: its f32 file read tensor by tensor, with the

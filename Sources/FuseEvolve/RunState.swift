@@ -38,6 +38,9 @@ struct RunState: Codable, Equatable {
     /// The population's files in OUT_DIR/population/, one per individual in population order, each
     /// named by the hash of its values (the current format; `populationFile` is the earlier one).
     var populationFiles: [String]?
+    /// How the individuals without a file were built (accepted trials and their ancestors), by hash;
+    /// `--resume` rebuilds them from these.
+    var populationRecipes: [String: IndividualRecipe]?
 
     // Recipe space
     var cma: CMAES?

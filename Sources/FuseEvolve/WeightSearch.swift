@@ -60,12 +60,12 @@ struct WeightSearch {
                 if options.schedule == .sequential {
                     for i in 0..<n {
                         guard run.budgetAllows(1) else { break }
-                        let (trial, refs, taken) = try makeTrial(i, g, population, scores)
+                        let (trial, refs, taken, recipe) = try makeTrial(i, g, population, scores)
                         let s = try run.dev(.weights(trial), mustBeat: scores[i])
                         trials.append(trialRecord(i, refs, taken, s, scores[i]))
                         if let s, s > scores[i] {
                             run.state.lineage?[i].append(lineageEntry(g, i, refs, taken, s, scores[i]))
-                            try population.replace(i, with: trial); scores[i] = s; accepted += 1
+                            try population.replace(i, with: trial, recipe: recipe); scores[i] = s; accepted += 1
                         }
                     }
                 } else {
@@ -75,7 +75,7 @@ struct WeightSearch {
                     trials += (0..<count).map { trialRecord($0, made[$0].1, made[$0].2, values[$0], scores[$0]) }
                     for i in 0..<count where values[i] > scores[i] {
                         run.state.lineage?[i].append(lineageEntry(g, i, made[i].1, made[i].2, values[i], scores[i]))
-                        try population.replace(i, with: made[i].0); scores[i] = values[i]; accepted += 1
+                        try population.replace(i, with: made[i].0, recipe: made[i].3); scores[i] = values[i]; accepted += 1
                     }
                 }
                 run.state.scores = scores
@@ -86,14 +86,14 @@ struct WeightSearch {
                 for k in stride(from: n - 1, to: 0, by: -1) { order.swapAt(k, uniform(k + 1, &orderRNG)) }
                 for i in order {
                     guard run.budgetAllows(1) else { break }
-                    let (trial, refs, taken) = try makeTrial(i, g, population, nil)
+                    let (trial, refs, taken, recipe) = try makeTrial(i, g, population, nil)
                     var candidate = population.sources()
                     candidate[i] = InMemoryModel(trial, config: config)
                     let s = try run.dev(.weights(try merged(candidate)), mustBeat: score)
                     trials.append(trialRecord(i, refs, taken, s, score))
                     if let s, s > score {
                         run.state.lineage?[i].append(lineageEntry(g, i, refs, taken, s, score))
-                        try population.replace(i, with: trial); score = s; accepted += 1
+                        try population.replace(i, with: trial, recipe: recipe); score = s; accepted += 1
                     }
                 }
                 run.state.populationScore = score
@@ -126,7 +126,7 @@ struct WeightSearch {
         let maxResident = try residentLimit(layout: first.layout, base: base != nil)
         let folder = run.outDir + "/population"
         if let files = run.state.populationFiles {
-            let p = try Population.restore(files: files, folder: folder, layout: first.layout, config: run.donor.config, maxResident: maxResident)
+            let p = try Population.restore(files: files, recipes: run.state.populationRecipes ?? [:], folder: folder, layout: first.layout, config: run.donor.config, maxResident: maxResident)
             if let expected = run.state.populationHash, PopulationCheckpoint.populationHash(p.hashes) != expected {
                 throw EvolveError.state(path: folder, message: "the population files do not match state.json (hash differs); the checkpoint is corrupt — start over with --force")
             }
@@ -190,7 +190,7 @@ struct WeightSearch {
     /// The trial for individual i in generation g: references chosen as the released code does (mode A:
     /// best other with probability 1 − p, p = 0.5 + 0.5/(G − g + 1) for the 1-based g; mode B: uniform),
     /// or three distinct others for DE.
-    func makeTrial(_ i: Int, _ g: Int, _ population: Population, _ scores: [Double]?) throws -> (WeightSet, [Int], Double) {
+    func makeTrial(_ i: Int, _ g: Int, _ population: Population, _ scores: [Double]?) throws -> (WeightSet, [Int], Double, IndividualRecipe) {
         var rng = SeededRNG(seed: run.seed, name: "reference/\(g)/\(i)")
         let n = population.count
         let refs: [Int]
@@ -208,10 +208,13 @@ struct WeightSearch {
         }
         let target = try population.individual(i)
         let references = try refs.map { try population.individual($0) }
+        let stream = "trial/\(g)/\(i)"
         let (trial, taken) = run.timed("trial") {
-            FuseEvolve.makeTrial(target: target, references: references, rule: rule, crossover: crossover, seed: run.seed, stream: "trial/\(g)/\(i)")
+            FuseEvolve.makeTrial(target: target, references: references, rule: rule, crossover: crossover, seed: run.seed, stream: stream)
         }
-        return (trial, refs, taken)
+        let recipe = IndividualRecipe(target: population.hashes[i], references: refs.map { population.hashes[$0] }, rule: rule,
+                                      crossover: crossover, seed: run.seed, stream: stream)
+        return (trial, refs, taken, recipe)
     }
 
     func lineageEntry(_ g: Int, _ i: Int, _ refs: [Int], _ taken: Double, _ new: Double, _ old: Double) -> String {
@@ -252,7 +255,9 @@ struct WeightSearch {
         if let scores = run.state.scores { entry.append(("scores", .array(scores.map { .double($0) }))) }
         try run.record(entry, best: best, median: med, heldOut: held)
         let old = run.state.populationFile
-        run.state.populationFiles = try run.timed("checkpoint") { try population.checkpoint() }
+        let saved = try run.timed("checkpoint") { try population.checkpoint() }
+        run.state.populationFiles = saved.files
+        run.state.populationRecipes = saved.recipes.isEmpty ? nil : saved.recipes
         run.state.populationFile = nil
         run.state.populationHash = PopulationCheckpoint.populationHash(population.hashes)
         try run.saveState()

@@ -15,7 +15,14 @@ public struct WeightLayout: Equatable, Sendable {
 /// is held (tiny and 135M-parameter models fit; DESIGN.md "Beyond one machine" for larger ones).
 public struct WeightSet: Sendable {
     public let layout: WeightLayout
-    public var tensors: [[Float]]
+    public let tensors: [[Float]]
+    /// The hash, computed once (a trial's is asked for by the fitness cache, the population and the
+    /// recipe of its children; each pass reads every weight).
+    private let hashMemo = HashMemo()
+
+    public init(layout: WeightLayout, tensors: [[Float]]) {
+        self.layout = layout; self.tensors = tensors
+    }
 
     /// Reads every tensor of `source` as Float32. `path` names the model in errors.
     public static func load(_ source: ModelSource, path: String) throws -> WeightSet {
@@ -57,7 +64,9 @@ public struct WeightSet: Sendable {
     }
 
     /// A stable hash of the values (the fitness cache key of a weight-space candidate).
-    public var hash: String {
+    public var hash: String { hashMemo.value(computeHash) }
+
+    private func computeHash() -> String {
         var h = StableHasher()
         for (k, t) in tensors.enumerated() {
             h.combine(layout.names[k])
@@ -75,6 +84,19 @@ public struct WeightSet: Sendable {
             return (layout.names[k], dtype == .f32 ? f : try f.converted(to: dtype))
         }
         try FuseIO.writeSafetensors(path: path, tensors: named, metadata: ["format": "pt"], sync: sync)
+    }
+}
+
+/// A value computed once and shared by the copies of the struct that holds it.
+private final class HashMemo: @unchecked Sendable {
+    private let lock = NSLock()
+    private var cached: String?
+    func value(_ compute: () -> String) -> String {
+        lock.lock(); defer { lock.unlock() }
+        if let cached { return cached }
+        let v = compute()
+        cached = v
+        return v
     }
 }
 

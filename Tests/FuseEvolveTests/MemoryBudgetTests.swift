@@ -48,11 +48,19 @@ final class MemoryBudgetTests: XCTestCase {
             XCTAssertEqual(try RunState.load(path: dir + "/\(name)-free/state.json"),
                            try RunState.load(path: dir + "/\(name)-bounded/state.json"), name)
             XCTAssertEqual(free.bestDev, bounded.bestDev, name)
-            // A finished run keeps one file per distinct individual and nothing else.
+            // A finished run keeps what rebuilds its population and nothing else: every individual has a
+            // file or a recipe, and every file on disk is one of an individual or of an ancestor a
+            // recipe names.
             for run in ["free", "bounded"] {
-                let files = try XCTUnwrap(try RunState.load(path: dir + "/\(name)-\(run)/state.json").populationFiles)
+                let state = try RunState.load(path: dir + "/\(name)-\(run)/state.json")
+                let files = try XCTUnwrap(state.populationFiles)
+                let recipes = state.populationRecipes ?? [:]
                 XCTAssertEqual(files.count, 6)
-                XCTAssertEqual(Set(try FileManager.default.contentsOfDirectory(atPath: dir + "/\(name)-\(run)/population")), Set(files), name)
+                XCTAssertFalse(recipes.isEmpty, "\(name): no trial was accepted; the test proves nothing")
+                let onDisk = Set(try FileManager.default.contentsOfDirectory(atPath: dir + "/\(name)-\(run)/population"))
+                for file in files { XCTAssertTrue(onDisk.contains(file) || recipes[String(file.dropFirst(4).dropLast(12))] != nil, "\(name)-\(run): \(file)") }
+                let needed = Set(ancestry(of: files.map { String($0.dropFirst(4).dropLast(12)) }, recipes: recipes).map(Population.fileName))
+                XCTAssertTrue(onDisk.isSubset(of: needed), "\(name)-\(run): \(onDisk.subtracting(needed)) kept but not needed")
             }
         }
     }
@@ -70,28 +78,54 @@ final class MemoryBudgetTests: XCTestCase {
         XCTAssertEqual(try RunState.load(path: dir + "/full/state.json"), try RunState.load(path: dir + "/killed/state.json"))
     }
 
-    /// The checkpoint's files are named by hash and all on disk; a damaged one is refused on --resume
-    /// and nothing is overwritten.
-    func testCheckpointHoldsOneFilePerIndividual() throws {
+    /// The checkpoint keeps the starting individuals as files named by hash and the accepted trials as
+    /// recipes; on --resume a damaged file or a damaged recipe is refused and nothing is overwritten,
+    /// and the intact checkpoint rebuilds the trials to the bytes of a run left alone.
+    func testCheckpointHoldsFilesAndRecipes() throws {
         let s = try spec("{f: 0.5, cr: 0.5}")
-        XCTAssertThrowsError(try Tiny.run(s, dir + "/out") { $0.interruptAfterEvaluations = 9 })
-        let state = try RunState.load(path: dir + "/out/state.json")
+        _ = try Tiny.run(s, dir + "/full")
+        // Generation 0 scores 6 individuals, generation 1 six trials: stop inside generation 2.
+        XCTAssertThrowsError(try Tiny.run(s, dir + "/out") { $0.interruptAfterEvaluations = 15 })
+        let statePath = dir + "/out/state.json"
+        let state = try RunState.load(path: statePath)
+        XCTAssertEqual(state.generation, 1)
         let files = try XCTUnwrap(state.populationFiles)
+        let recipes = try XCTUnwrap(state.populationRecipes, "no trial was accepted in generation 1; the test proves nothing")
         XCTAssertEqual(files.count, 6)
-        // Files of trials accepted after the checkpoint may be there too (written in the background).
         let onDisk = Set(try FileManager.default.contentsOfDirectory(atPath: dir + "/out/population"))
-        XCTAssertTrue(Set(files).isSubset(of: onDisk), "\(files) not all in \(onDisk)")
-        let victim = dir + "/out/population/" + files[0]
-        var bytes = try Tiny.bytes(victim)
-        bytes[bytes.count - 1] ^= 0xFF
-        try bytes.write(to: URL(fileURLWithPath: victim))
-        let stateBefore = try Tiny.bytes(dir + "/out/state.json")
-        XCTAssertThrowsError(try Tiny.run(s, dir + "/out") { $0.resume = true }) { error in
-            guard case let EvolveError.state(_, message) = error else { return XCTFail("\(error)") }
-            XCTAssertTrue(message.contains("corrupt"), message)
+        let rebuilt = files.map { String($0.dropFirst(4).dropLast(12)) }.filter { recipes[$0] != nil && !onDisk.contains(Population.fileName($0)) }
+        XCTAssertFalse(rebuilt.isEmpty, "every individual has a file; the recipes are never used")
+        for file in files { XCTAssertTrue(onDisk.contains(file) || recipes[String(file.dropFirst(4).dropLast(12))] != nil, file) }
+
+        func refused(_ expected: String) throws {
+            let before = try Tiny.bytes(statePath)
+            XCTAssertThrowsError(try Tiny.run(s, dir + "/out") { $0.resume = true }) { error in
+                guard case let EvolveError.state(_, message) = error else { return XCTFail("\(error)") }
+                XCTAssertTrue(message.contains(expected), message)
+            }
+            XCTAssertEqual(try Tiny.bytes(statePath), before)
         }
-        XCTAssertEqual(try Tiny.bytes(dir + "/out/state.json"), stateBefore)
-        XCTAssertEqual(try Tiny.bytes(victim), bytes)
+
+        // A damaged file.
+        let victim = dir + "/out/population/" + onDisk.sorted()[0]
+        let intact = try Tiny.bytes(victim)
+        var damaged = intact
+        damaged[damaged.count - 1] ^= 0xFF
+        try damaged.write(to: URL(fileURLWithPath: victim))
+        try refused("corrupt")
+        XCTAssertEqual(try Tiny.bytes(victim), damaged)
+        try intact.write(to: URL(fileURLWithPath: victim))
+
+        // A damaged recipe: its stream names other random draws, so the rebuilt values miss the hash.
+        let stateText = try String(contentsOfFile: statePath, encoding: .utf8)
+        var tampered = state
+        tampered.populationRecipes?[rebuilt[0]]?.stream = "trial/9/9"
+        try tampered.save(path: statePath)
+        try refused("gave other values")
+        try stateText.write(toFile: statePath, atomically: true, encoding: .utf8)
+
+        _ = try Tiny.run(s, dir + "/out") { $0.resume = true }
+        XCTAssertEqual(try Tiny.bytes(dir + "/full/model/model.safetensors"), try Tiny.bytes(dir + "/out/model/model.safetensors"))
     }
 
     func testBudgetBelowWorkingSetIsRefused() throws {
