@@ -259,7 +259,7 @@ public final class EvolveRun {
         return try timed("materialize") {
             if options.evaluator.scoresInMemory {
                 let tensors = try weights.layout.names.indices.map { k in
-                    (weights.layout.names[k], try Tensor(floats: weights.tensors[k], shape: weights.layout.shapes[k]))
+                    (weights.layout.names[k], try Tensor(sharing: weights.tensors[k], shape: weights.layout.shapes[k]))
                 }
                 return .store(try WeightStore(tensors: tensors, config: try modelConfig(dtype: .f32), path: "candidate \(key)"))
             }

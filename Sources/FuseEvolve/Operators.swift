@@ -71,14 +71,14 @@ func makeTrial(target: WeightSet, references: [WeightSet], rule: MutationRule, c
     }
     // Tensors are independent (each has its own random stream), so they are built in parallel; the
     // trial is the same bytes on any thread count.
-    var tensors = target.tensors
+    var tensors = [[Float]](repeating: [], count: layout.names.count)
     var takenPerTensor = [Int](repeating: 0, count: layout.names.count)
     tensors.withUnsafeMutableBufferPointer { outTensors in
         takenPerTensor.withUnsafeMutableBufferPointer { takenOut in
             parallelFor(count: layout.names.count, chunkSize: 1) { _, range in
                 for k in range {
-                    takenOut[k] = crossTensor(&outTensors[k], k: k, references: references, rule: rule, crossover: crossover,
-                                              forced: forced, seed: seed, stream: stream + "/" + layout.names[k])
+                    (outTensors[k], takenOut[k]) = crossTensor(target.tensors[k], k: k, references: references, rule: rule, crossover: crossover,
+                                                               forced: forced, seed: seed, stream: stream + "/" + layout.names[k])
                 }
             }
         }
@@ -87,35 +87,43 @@ func makeTrial(target: WeightSet, references: [WeightSet], rule: MutationRule, c
     return (WeightSet(layout: layout, tensors: tensors), total > 0 ? Double(taken) / Double(total) : 0)
 }
 
-/// Mutation and crossover of tensor k of a trial in place (`out` starts as the target's); returns how
-/// many coordinates came from the mutant.
-private func crossTensor(_ out: inout [Float], k: Int, references: [WeightSet], rule: MutationRule, crossover: CrossoverOptions,
-                         forced: (tensor: Int, unit: Int)?, seed: UInt64, stream: String) -> Int {
+/// Tensor k of a trial: mutation and crossover of the target's tensor `x`; returns it and how many
+/// coordinates came from the mutant.
+private func crossTensor(_ x: [Float], k: Int, references: [WeightSet], rule: MutationRule, crossover: CrossoverOptions,
+                         forced: (tensor: Int, unit: Int)?, seed: UInt64, stream: String) -> ([Float], Int) {
     let shape = references[0].layout.shapes[k]
-    let n = out.count
+    let n = x.count
     let unitSize = crossover.unit == .element ? 1 : n / max(1, crossover.unit.units(shape))
     var rng = SeededRNG(seed: seed, name: stream)
     var taken = 0
-    out.withUnsafeMutableBufferPointer { out in
-        withBuffers(references.map { $0.tensors[k] }) { refs in
-            if unitSize == 1 {
-                // Element-wise crossover, the common case, in one tight loop per rule (the same draws
-                // and arithmetic as the unit loop below).
-                let rate = crossover.rate
-                switch rule {
-                case let .evolver(f): taken = evolverElements(out, refs[0], f: f, rate: rate, &rng)
-                case let .randOne(f): taken = randOneElements(out, refs[0], refs[1], refs[2], f: f, rate: rate, &rng)
-                }
-                if let forced, forced.tensor == k, forced.unit < n {
-                    // j_rand: had the draw missed this element, the unit loop would still have taken it.
-                    var replay = SeededRNG(seed: seed, name: stream)
-                    for _ in 0..<forced.unit { _ = replay.nextFloat() }
-                    if !(replay.nextFloat() < rate) {
-                        out[forced.unit] = mutantValue(rule, out[forced.unit], refs, forced.unit); taken += 1
+    if unitSize == 1 {
+        // Element-wise crossover, the common case: one pass that reads the target and writes the trial
+        // (no copy first), in one tight loop per rule (the same draws and arithmetic as the unit loop).
+        let trial = [Float](unsafeUninitializedCapacity: n) { out, initialized in
+            x.withUnsafeBufferPointer { x in
+                withBuffers(references.map { $0.tensors[k] }) { refs in
+                    let rate = crossover.rate
+                    switch rule {
+                    case let .evolver(f): taken = evolverElements(out, x, refs[0], f: f, rate: rate, &rng)
+                    case let .randOne(f): taken = randOneElements(out, x, refs[0], refs[1], refs[2], f: f, rate: rate, &rng)
+                    }
+                    if let forced, forced.tensor == k, forced.unit < n {
+                        // j_rand: had the draw missed this element, the unit loop would still have taken it.
+                        var replay = SeededRNG(seed: seed, name: stream)
+                        for _ in 0..<forced.unit { _ = replay.nextFloat() }
+                        if !(replay.nextFloat() < rate) {
+                            out[forced.unit] = mutantValue(rule, x[forced.unit], refs, forced.unit); taken += 1
+                        }
                     }
                 }
-                return
             }
+            initialized = n
+        }
+        return (trial, taken)
+    }
+    var trial = x
+    trial.withUnsafeMutableBufferPointer { out in
+        withBuffers(references.map { $0.tensors[k] }) { refs in
             var j = 0, unit = 0
             while j < n {
                 let fromMutant = rng.nextFloat() < crossover.rate || (forced.map { $0.tensor == k && $0.unit == unit } ?? false)
@@ -128,17 +136,18 @@ private func crossTensor(_ out: inout [Float], k: Int, references: [WeightSet], 
             }
         }
     }
-    return taken
+    return (trial, taken)
 }
 
-/// x' = (1 − f)·x + f·r where a uniform draw is below `rate`, one draw per element; returns the count.
-private func evolverElements(_ out: UnsafeMutableBufferPointer<Float>, _ r: UnsafeBufferPointer<Float>, f: Float, rate: Float,
-                             _ rng: inout SeededRNG) -> Int {
+/// out = (1 − f)·x + f·r where a uniform draw is below `rate`, else x, one draw per element; returns
+/// the count taken from the mutant.
+private func evolverElements(_ out: UnsafeMutableBufferPointer<Float>, _ x: UnsafeBufferPointer<Float>, _ r: UnsafeBufferPointer<Float>,
+                             f: Float, rate: Float, _ rng: inout SeededRNG) -> Int {
     var g = rng, taken = 0
     let threshold = drawThreshold(rate)
     for e in 0..<out.count {
         let m = takeMask(&g, threshold)
-        let x = out[e]
+        let x = x[e]
         out[e] = select(m, (1 - f) * x + f * r[e], x)
         taken &+= Int(m & 1)
     }
@@ -164,14 +173,15 @@ private func select(_ mask: UInt32, _ a: Float, _ b: Float) -> Float {
     Float(bitPattern: (a.bitPattern & mask) | (b.bitPattern & ~mask))
 }
 
-/// v = a + F·(b − c) where a uniform draw is below `rate`, one draw per element; returns the count.
-private func randOneElements(_ out: UnsafeMutableBufferPointer<Float>, _ a: UnsafeBufferPointer<Float>, _ b: UnsafeBufferPointer<Float>,
-                             _ c: UnsafeBufferPointer<Float>, f: Float, rate: Float, _ rng: inout SeededRNG) -> Int {
+/// out = a + F·(b − c) where a uniform draw is below `rate`, else x, one draw per element; returns the
+/// count taken from the mutant.
+private func randOneElements(_ out: UnsafeMutableBufferPointer<Float>, _ x: UnsafeBufferPointer<Float>, _ a: UnsafeBufferPointer<Float>,
+                             _ b: UnsafeBufferPointer<Float>, _ c: UnsafeBufferPointer<Float>, f: Float, rate: Float, _ rng: inout SeededRNG) -> Int {
     var g = rng, taken = 0
     let threshold = drawThreshold(rate)
     for e in 0..<out.count {
         let m = takeMask(&g, threshold)
-        out[e] = select(m, a[e] + f * (b[e] - c[e]), out[e])
+        out[e] = select(m, a[e] + f * (b[e] - c[e]), x[e])
         taken &+= Int(m & 1)
     }
     rng = g

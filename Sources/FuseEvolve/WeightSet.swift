@@ -80,7 +80,7 @@ public struct WeightSet: Sendable {
     /// a power loss can tear the newest ones, which resume detects by their hashes and refuses.
     func writeSafetensors(path: String, dtype: DType, sync: Bool = true) throws {
         let named: [(String, Tensor)] = try layout.names.indices.map { k in
-            let f = try Tensor(floats: tensors[k], shape: layout.shapes[k])
+            let f = try Tensor(sharing: tensors[k], shape: layout.shapes[k])
             return (layout.names[k], dtype == .f32 ? f : try f.converted(to: dtype))
         }
         try FuseIO.writeSafetensors(path: path, tensors: named, metadata: ["format": "pt"], sync: sync)
@@ -117,7 +117,7 @@ final class InMemoryModel: ModelSource {
     }
     func loadTensor(_ name: String) throws -> Tensor {
         guard let k = index[name] else { throw EvolveError.incompatibleModels("in-memory individual has no tensor '\(name)'") }
-        return try Tensor(floats: weights.tensors[k], shape: weights.layout.shapes[k])
+        return try Tensor(sharing: weights.tensors[k], shape: weights.layout.shapes[k])
     }
     var modelConfig: JSON? { config }
     var folderPath: String? { nil }

@@ -54,6 +54,12 @@ public final class Buffer: @unchecked Sendable {
     public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: byteCount) }
 }
 
+/// Keeps an array alive for the `Buffer` that borrows its storage (`Tensor(sharing:shape:)`).
+private final class SharedFloats {
+    let values: [Float]
+    init(_ values: [Float]) { self.values = values }
+}
+
 /// A dense row-major tensor: element type, shape, and its bytes. Values are immutable by convention
 /// except through `withMutableFloats` on owned f32 tensors.
 public struct Tensor: @unchecked Sendable {
@@ -80,6 +86,17 @@ public struct Tensor: @unchecked Sendable {
         let buffer = Buffer(byteCount: values.count * 4)
         values.withUnsafeBytes { buffer.base.copyMemory(from: $0.baseAddress!, byteCount: $0.count) } // invariant: non-empty alloc
         try self.init(dtype: .f32, shape: shape, buffer: buffer)
+    }
+
+    /// A read-only f32 tensor over `values` without copying them: the buffer keeps the array alive, and
+    /// the array is never mutated through it (its storage cannot move while it is shared and unchanged).
+    public init(sharing values: [Float], shape: [Int]) throws {
+        guard elementCount(shape) == values.count else {
+            throw TensorError.shapeMismatch(what: "values", expected: shape, got: [values.count])
+        }
+        let owner = SharedFloats(values)
+        guard let base = owner.values.withUnsafeBytes({ $0.baseAddress }) else { try self.init(floats: values, shape: shape); return }
+        try self.init(dtype: .f32, shape: shape, buffer: Buffer(borrowing: base, byteCount: values.count * 4, owner: owner))
     }
 
     public var count: Int { elementCount(shape) ?? 0 }
