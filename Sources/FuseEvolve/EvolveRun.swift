@@ -43,7 +43,8 @@ public struct EvolveSummary {
     /// Seconds spent per part of the run, in this process: `evaluate` (the evaluator, model loads
     /// included), `load_model` (the in-process evaluator's share of it spent loading candidates),
     /// `materialize` (candidates made ready for scoring: tensors handed to an in-memory store, or a
-    /// folder written for workers), `trial`, `merge`, `checkpoint`.
+    /// folder written for workers), `trial`, `merge`, `checkpoint`, `restore` (`--resume` reading the
+    /// population's files and rebuilding its trials from their recipes).
     public var timings: [(String, Double)] = []
     /// Weight space under --max-memory: individuals written out early, and read back.
     public var spills = 0, reloads = 0
@@ -225,7 +226,7 @@ public final class EvolveRun {
         return summary
     }
 
-    static let timingOrder = ["evaluate", "load_model", "materialize", "trial", "merge", "checkpoint"]
+    static let timingOrder = ["evaluate", "load_model", "materialize", "trial", "merge", "checkpoint", "restore"]
 
     /// The seconds per part of the run so far, in `timingOrder`.
     var currentTimings: [(String, Double)] {

@@ -126,7 +126,10 @@ struct WeightSearch {
         let maxResident = try residentLimit(layout: first.layout, base: base != nil)
         let folder = run.outDir + "/population"
         if let files = run.state.populationFiles {
-            let p = try Population.restore(files: files, recipes: run.state.populationRecipes ?? [:], folder: folder, layout: first.layout, config: run.donor.config, maxResident: maxResident)
+            let p = try run.timed("restore") {
+                try Population.restore(files: files, recipes: run.state.populationRecipes ?? [:], folder: folder, layout: first.layout,
+                                       config: run.donor.config, maxResident: maxResident)
+            }
             if let expected = run.state.populationHash, PopulationCheckpoint.populationHash(p.hashes) != expected {
                 throw EvolveError.state(path: folder, message: "the population files do not match state.json (hash differs); the checkpoint is corrupt — start over with --force")
             }
