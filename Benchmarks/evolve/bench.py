@@ -31,20 +31,28 @@ def load_average():
     return open("/proc/loadavg").read().split()[0]
 
 
-# 1. fusekit eval alone, one candidate = the three dev tasks on one fine-tune.
+# 1. fusekit eval alone, one candidate = the three dev tasks on one fine-tune; ROUNDS runs before the
+# evolve run and ROUNDS after it, so a change in the machine's load shows up on both sides.
 alone = []
-for r in range(rounds):
-    score, wall, examples = 0.0, 0.0, 0
-    for t in tasks:
-        t0 = time.time()
-        out = subprocess.run([fusekit, "eval", sources[r % len(sources)], "--task", t, "--json", "--quiet"],
-                             check=True, capture_output=True, text=True).stdout
-        wall += time.time() - t0
-        j = json.loads(out)
-        score += j["seconds"]
-        examples += j["examples"]
-    alone.append((score, wall, examples))
-    print(f"eval alone, round {r + 1}: scoring {score:.2f} s, wall {wall:.2f} s (3 processes), {examples} questions, load {load_average()}", flush=True)
+
+
+def eval_alone(label):
+    for r in range(rounds):
+        score, wall, examples = 0.0, 0.0, 0
+        for t in tasks:
+            t0 = time.time()
+            out = subprocess.run([fusekit, "eval", sources[r % len(sources)], "--task", t, "--json", "--quiet"],
+                                 check=True, capture_output=True, text=True).stdout
+            wall += time.time() - t0
+            j = json.loads(out)
+            score += j["seconds"]
+            examples += j["examples"]
+        alone.append((score, wall, examples))
+        print(f"eval alone ({label}), round {r + 1}: scoring {score:.2f} s, wall {wall:.2f} s (3 processes), {examples} questions, "
+              f"load {load_average()}", flush=True)
+
+
+eval_alone("before")
 
 # 2. One generation of evolve, population 8.
 spec = f"""sources: [{", ".join(sources)}]
@@ -61,6 +69,7 @@ t0 = time.time()
 subprocess.run([fusekit, "evolve", f"{work}/spec.yml", f"{work}/run", "--force", "--json", "--quiet"],
                check=True, capture_output=True, text=True)
 total_wall = time.time() - t0
+eval_alone("after")
 lines = [json.loads(l) for l in open(f"{work}/run/log.jsonl")]
 summary = json.load(open(f"{work}/run/run.json"))
 summary = summary.get("measurements", summary)
@@ -76,7 +85,7 @@ print(f"evolve: whole run {total_wall:.1f} s wall (generation 0: 8 individuals b
 print(f"generation 1: {gen_wall:.2f} s for 8 candidates = {gen_wall / 8:.2f} s per candidate; parts: "
       + ", ".join(f"{k} {v:.2f} s" for k, v in t.items()))
 print(f"FuseEval scoring inside evolve: {scoring / 8:.2f} s per candidate; fusekit eval alone: {best_alone:.2f} s scoring, "
-      f"{best_alone_wall:.2f} s wall per candidate (best of {rounds})")
+      f"{best_alone_wall:.2f} s wall per candidate (best of {2 * rounds})")
 print(f"overhead beyond scoring: {100 * overhead:.1f}%  (counting model loads as evaluation: {100 * overhead_with_load:.1f}%)")
 print(f"throughput: evolve {8 / gen_wall * 60:.1f} candidates/min vs fusekit eval alone {60 / best_alone_wall:.1f} /min "
       f"({60 / best_alone:.1f} /min scoring only); peak RSS {summary.get('peak_memory_bytes', 0) / 1e9:.2f} GB; load {load_average()}")
