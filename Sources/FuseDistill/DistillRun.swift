@@ -123,8 +123,8 @@ public final class DistillRun {
     public let cacheDirectory: String
     /// (stage, done, total) for a progress bar; stage is "capture NAME", "align+fuse NAME".
     public var progress: ((String, Int, Int) -> Void)?
-    /// Every training step, with its stage ("train fused", "train pair-NAME").
-    public var trainingProgress: ((String, StepMetrics) -> Void)?
+    /// Every training step, with its stage ("train fused", "train pair-NAME"); an error it throws stops the run there.
+    public var trainingProgress: ((String, StepMetrics) throws -> Void)?
     /// Called once OUT_DIR exists, before training (the CLI writes its `running` run.json there).
     public var onOutputReady: ((String) throws -> Void)?
     /// Sees each training's first step and the parameters it starts from (name, step, parameters).
@@ -391,7 +391,7 @@ public final class DistillRun {
             let outcome = try FusionTraining.train(targetPath: spec.target, fused: try FusedTargets(folder: set.folder), name: set.name, spec: spec,
                                                    directory: directory, resume: resume, continuingFrom: spec.fuseChat.enabled ? nil : continuingFrom,
                                                    willStart: { [weak self] step, p in try self?.trainingWillStart?(set.name, step, p) }) { [weak self] m in
-                self?.trainingProgress?(stage, m)
+                try self?.trainingProgress?(stage, m)
             }
             report.training.append(outcome)
         }
