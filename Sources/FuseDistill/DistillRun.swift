@@ -327,8 +327,8 @@ public final class DistillRun {
         let specText = (try? String(contentsOfFile: spec.path, encoding: .utf8)) ?? ""
         if plan.continuing && plan.stage.kind == .addSource {
             // Recorded before any capture: a kill -9 from here on resumes this stage, even with the original spec.
-            let added = plan.earlier.flatMap(\.added) + plan.stage.added
-            let missing = added.filter { a in !((try? DistillSpec.parse(yaml: specText, path: spec.path, checkFiles: false))?.sources.contains { $0.name == a.name } ?? false) }
+            let listed = Set(((try? DistillSpec.parse(yaml: specText, path: spec.path, checkFiles: false))?.sources ?? []).map(\.name))
+            let missing = (plan.earlier.flatMap(\.added) + plan.stage.added).filter { !listed.contains($0.name) }
             try writeFileAtomically(path: outDirectory + "/spec.yml", contents: missing.isEmpty ? specText : try DistillSpec.text(specText, addingSources: missing, path: spec.path))
             try writeFileAtomically(path: outDirectory + "/distill.json", contents: report.json(spec: spec).serialized(indent: 2) + "\n")
             if !plan.stage.complete { log?("stage \(plan.stage.index): adding " + plan.stage.added.map(\.name).joined(separator: ", ")

@@ -40,7 +40,7 @@ final class ContinuationTests: XCTestCase {
     override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
 
     /// The spec: `same` as the only source; batch 2, one pass, a checkpoint every step.
-    func writeSpec(domains: String = "{man: DIR/man.txt, py: DIR/py.txt}", domainTokens: Int = 4096) throws -> DistillSpec {
+    func writeSpec(domains: String = "{man: DIR/man.txt, py: DIR/py.txt}", domainTokens: Int = 4096, extra: String = "") throws -> DistillSpec {
         try """
         target: \(dir!)/target
         sources: [{model: \(dir!)/same, name: same}]
@@ -48,6 +48,7 @@ final class ContinuationTests: XCTestCase {
         k: 4
         lambda: 0.5
         training: {lr: 0.01, epochs: 1, batch_size: 2, warmup_ratio: 0, save_every: 1}
+        \(extra)
         """.write(toFile: dir + "/spec.yml", atomically: true, encoding: .utf8)
         return try DistillSpec.load(path: dir + "/spec.yml")
     }
@@ -226,6 +227,31 @@ final class ContinuationTests: XCTestCase {
         let eval = try Evaluator(model: try ModelRegistry.load(dir + "/target"), codec: nil).run(task)
         XCTAssertEqual(small.domains[0].tokens, 12)
         XCTAssertEqual(small.domains[0].value("before"), eval.metrics["token_perplexity"])
+    }
+
+    /// FuseChat: perplexity after each pair and after the merge; adding a source trains one more pair
+    /// (from the target, as every pair), reuses the finished pair (no step runs) and redoes the merge.
+    func testFuseChatPerplexityAndAddedPair() throws {
+        let spec = try writeSpec(extra: "fusechat: {enabled: true, merge_method: linear, parameters: {weight: 0.5}}")
+        let first = try run(spec, out)
+        XCTAssertEqual(first.domains[0].values.map(\.label), ["before", "after pair-same", "after merge"])
+        let tokenizer = try loadTokenizer(dir + "/target")
+        let task = try TaskFile(path: dir + "/man.txt", bytes: Array(JSON.object([("text", .string(try String(contentsOfFile: dir + "/man.txt", encoding: .utf8)))]).serialized().utf8))
+        let merged = try Evaluator(model: try ModelRegistry.load(out + "/model"), codec: TestCodec(tokenizer: tokenizer)).run(task)
+        XCTAssertEqual(first.domains[0].value("after merge"), merged.metrics["token_perplexity"])
+        let pairLog = try String(contentsOfFile: out + "/pairs/pair-same/metrics.jsonl", encoding: .utf8)
+
+        let second = try run(spec, out, adding: [dir + "/other"])
+        XCTAssertEqual(second.training.map(\.name), ["pair-same", "pair-other"])
+        XCTAssertEqual(second.training[0].summary.resumedFrom, second.training[0].summary.steps, "the finished pair is reused")
+        XCTAssertNil(second.training[1].summary.resumedFrom, "the new pair starts from the target")
+        XCTAssertEqual(try String(contentsOfFile: out + "/pairs/pair-same/metrics.jsonl", encoding: .utf8), pairLog)
+        XCTAssertEqual(second.domains[0].values.map(\.label), ["before", "after pair-same", "after pair-other", "after merge"])
+        XCTAssertEqual(second.domains[0].value("after pair-same"), first.domains[0].value("after pair-same"))
+        XCTAssertNotEqual(second.domains[0].value("after merge"), first.domains[0].value("after merge"))
+        let config = try String(contentsOfFile: out + "/merge.yml", encoding: .utf8)
+        XCTAssertTrue(config.contains("pair-same/model") && config.contains("pair-other/model"), config)
+        XCTAssertEqual(try stages(out).map { $0["status"]?.string }, ["complete", "complete"])
     }
 
     /// corpus.domains is checked with the other spec keys: key path, a did-you-mean, missing files; the
