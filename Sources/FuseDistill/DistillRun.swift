@@ -56,6 +56,8 @@ public struct DistillReport: Sendable {
     /// and "after merge" (FuseChat).
     public var domains: [DomainPerplexity] = []
     public var domainTokens = 0
+    /// Wall seconds of each perplexity measurement, by label (0 when "before" came from the cache).
+    public var domainSeconds: [(label: String, seconds: Double)] = []
 
     public init() {}
 
@@ -337,7 +339,9 @@ public final class DistillRun {
         let captures = try capture(corpus: corpus, report: &report)
         try fuse(corpus: corpus, targetTokenizer: tokenizer, captures: captures, report: &report)
         if let scorer {
+            let t0 = Date()
             let before = try scorer.score(modelAt: spec.target, cacheDirectory: cacheDirectory)
+            report.domainSeconds.append(("before", Date().timeIntervalSince(t0)))
             report.domainTokens = spec.corpus.domainTokens
             report.domains = zip(spec.corpus.domains, before).map { d, r in DomainPerplexity(name: d.name, path: d.path, tokens: r.tokens, values: [("before", r.perplexity)]) }
             log?("held-out perplexity before training: " + report.domains.map { String(format: "%@ %.3f", $0.name, $0.values[0].perplexity) }.joined(separator: ", "))
@@ -358,7 +362,9 @@ public final class DistillRun {
                 var models = report.training.map { ("after" + (spec.fuseChat.enabled ? " " + $0.name : ""), $0.model) }
                 if let m = report.merge { models.append(("after merge", m.output)) }
                 for (label, path) in models {
+                    let t0 = Date()
                     let after = try scorer.score(modelAt: path, cacheDirectory: nil)
+                    report.domainSeconds.append((label, Date().timeIntervalSince(t0)))
                     for i in report.domains.indices { report.domains[i].values.append((label, after[i].perplexity)) }
                     log?("held-out perplexity \(label): " + report.domains.map { String(format: "%@ %.3f", $0.name, $0.values.last!.perplexity) }.joined(separator: ", "))
                 }

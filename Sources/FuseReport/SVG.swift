@@ -144,8 +144,9 @@ enum SVG {
     /// a gap.
     static func bars(categories: [String], series: [(name: String, values: [Double?])], yLabel: String, caption: String) -> String {
         let left = 64.0, right = 150.0, top = 16.0, bottom = 56.0, height = 300.0
-        let barWidth = 22.0, gap = 18.0
-        let group = barWidth * Double(max(1, series.count)) + gap
+        let barWidth = 36.0, gap = 18.0   // wide enough for a 4-digit value over each bar
+        let longest = Double(min(24, categories.map(\.count).max() ?? 4))
+        let group = max(barWidth * Double(max(1, series.count)) + gap, 7.0 * longest + gap)   // labels must not run into each other
         let width = max(420, left + right + group * Double(categories.count) + gap)
         let pts = series.flatMap { $0.values }.compactMap { $0 }.filter(\.isFinite)
         let hi = max((pts.max() ?? 1) * 1.12, 1e-12)

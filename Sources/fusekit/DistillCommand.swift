@@ -117,6 +117,7 @@ func distillTimings(_ r: DistillReport) -> [(String, Double)] {
         + r.alignment.map { ("align_fuse_seconds " + $0.source, $0.seconds) }
         + r.training.map { ("training_seconds " + $0.name, $0.summary.seconds) }
         + (r.merge.map { [("merge_seconds", $0.seconds)] } ?? [])
+        + r.domainSeconds.map { ("perplexity_seconds " + $0.label, $0.seconds) }
 }
 
 /// run.json's measurements: alignment coverage per source, MinCE choices (or AvgCE mean weights) per
