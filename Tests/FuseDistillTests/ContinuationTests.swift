@@ -162,6 +162,24 @@ final class ContinuationTests: XCTestCase {
         XCTAssertEqual(try DistillSpec.load(path: copy + "/spec.yml").sources.map(\.name), ["same", "other"])
     }
 
+    /// `--resume` with a spec that lists one more source is the same as `--add-source`: the same stage,
+    /// the same weights.
+    func testResumeWithOneMoreSourceInTheSpecAddsIt() throws {
+        let spec = try writeSpec()
+        try run(spec, out)
+        let copy = dir + "/out-by-spec"
+        try FileManager.default.copyItem(atPath: out, toPath: copy)
+        try run(spec, out, adding: [dir + "/other"])
+        var wider = spec
+        wider.sources.append(SourceSpec(name: "other", model: dir + "/other"))
+        let report = try run(wider, copy, resume: true)
+        XCTAssertEqual(report.stages.last?.kind, .addSource)
+        XCTAssertEqual(report.stages.last?.added.map(\.name), ["other"])
+        XCTAssertEqual(FileManager.default.contents(atPath: copy + "/model/model.safetensors"),
+                       FileManager.default.contents(atPath: out + "/model/model.safetensors"))
+        XCTAssertEqual(try metrics(copy), try metrics(out))
+    }
+
     /// (4) What cannot be added, each with a message that names the problem and what to do.
     func testAddSourceErrors() throws {
         let spec = try writeSpec()
