@@ -344,7 +344,7 @@ public final class DistillRun {
             report.domainSeconds.append(("before", Date().timeIntervalSince(t0)))
             report.domainTokens = spec.corpus.domainTokens
             report.domains = zip(spec.corpus.domains, before).map { d, r in DomainPerplexity(name: d.name, path: d.path, tokens: r.tokens, values: [("before", r.perplexity)]) }
-            log?("held-out perplexity before training: " + report.domains.map { String(format: "%@ %.3f", $0.name, $0.values[0].perplexity) }.joined(separator: ", "))
+            log?("held-out perplexity before training: " + report.domains.map { String(format: "%@ %.3f", $0.name, $0.values.first?.perplexity ?? .nan) }.joined(separator: ", "))
         }
         let json = report.json(spec: spec).serialized(indent: 2) + "\n"
         if plan.continuing {
@@ -366,7 +366,7 @@ public final class DistillRun {
                     let after = try scorer.score(modelAt: path, cacheDirectory: nil)
                     report.domainSeconds.append((label, Date().timeIntervalSince(t0)))
                     for i in report.domains.indices { report.domains[i].values.append((label, after[i].perplexity)) }
-                    log?("held-out perplexity \(label): " + report.domains.map { String(format: "%@ %.3f", $0.name, $0.values.last!.perplexity) }.joined(separator: ", "))
+                    log?("held-out perplexity \(label): " + report.domains.map { String(format: "%@ %.3f", $0.name, $0.values.last?.perplexity ?? .nan) }.joined(separator: ", "))
                 }
             }
         }

@@ -34,7 +34,7 @@ struct DistillCommand: ParsableCommand {
 
         Examples:
           fusekit distill examples/distill/spec.yml runs/fuse1
-          fusekit distill examples/distill/spec.yml runs/fuse1 --add-source models/qwen.gguf
+          fusekit distill examples/distill/spec.yml runs/fuse1 --add-source new.gguf
           fusekit distill capture examples/distill/spec.yml captures/
         """,
         subcommands: [DistillRunCommand.self, DistillCaptureCommand.self],
