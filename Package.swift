@@ -41,7 +41,7 @@ let package = Package(
             "FuseNN", "FuseIO", "FuseTensor", "FuseEval", "FuseModels", "FuseTrain", "FuseTokenizers", .product(name: "Yams", package: "Yams"),
         ], swiftSettings: fastMath),
         .target(name: "FuseDistill", dependencies: [
-            "FuseIO", "FuseTensor", "FuseTokenizers", "FuseNN", "FuseModels", "FuseMerge", "FuseTrain", .product(name: "Yams", package: "Yams"),
+            "FuseIO", "FuseTensor", "FuseTokenizers", "FuseNN", "FuseModels", "FuseMerge", "FuseTrain", "FuseEval", .product(name: "Yams", package: "Yams"),
         ], swiftSettings: fastMath),
         .executableTarget(name: "fusekit", dependencies: [
             "FuseIO", "FuseTensor", "FuseTokenizers", "FuseMerge", "FuseModels", "FuseEval", "FuseReport", "FuseEvolve", "FuseTrain", "FuseTransfer", "FuseDistill",
@@ -63,7 +63,7 @@ let package = Package(
         .testTarget(name: "FuseTrainTests", dependencies: ["FuseTrain", "FuseNN", "FuseIO", "FuseTensor", "FuseTokenizers", "FuseModels"],
                     resources: [.copy("../Fixtures/train")]),
         .testTarget(name: "FuseTransferTests", dependencies: ["FuseTransfer", "FuseTrain", "FuseModels", "FuseNN", "FuseTensor", "FuseIO"]),
-        .testTarget(name: "FuseDistillTests", dependencies: ["FuseDistill", "FuseTokenizers", "FuseModels", "FuseNN", "FuseIO", "FuseTrain", "FuseMerge", "FuseTensor"],
+        .testTarget(name: "FuseDistillTests", dependencies: ["FuseDistill", "FuseTokenizers", "FuseModels", "FuseNN", "FuseIO", "FuseTrain", "FuseMerge", "FuseTensor", "FuseEval"],
                     resources: [.copy("../Fixtures/distill")]),
     ],
     swiftLanguageModes: [.v5]

@@ -9,7 +9,10 @@ Needs only the Python standard library, apt-get (to download .deb files, no root
 
 Writes OUT_DIR/train.txt, OUT_DIR/held_out.txt and OUT_DIR/PROVENANCE.json (packages, versions,
 SHA-256 of each .deb, document counts, bytes, the split rule). Documents are separated by a blank
-line; the split is by document: a document goes to held_out when the first 8 hex digits of the
+line. The held-out documents are also written per package, OUT_DIR/held_out/<package>.txt (the
+same documents in the same order, so the per-package files together hold exactly held_out.txt's
+documents), for per-domain perplexity (`corpus.domains` in a `fusekit distill` spec); PROVENANCE.json
+lists them under "domains". The split is by document: a document goes to held_out when the first 8 hex digits of the
 SHA-256 of its source path, as an integer, fall below held_out * 2^32, so the split does not depend on
 the order files are found in or on the other packages.
 """
@@ -97,7 +100,7 @@ def main():
             p.feed(open(path, encoding="utf-8", errors="replace").read())
             t = p.text()
             if len(t) > 200:
-                docs.append((os.path.relpath(path, root), t)); n += 1
+                docs.append((os.path.relpath(path, root), t, pkg)); n += 1
         for path in sorted(glob.glob(os.path.join(root, "usr/share/man/man*/*"))):
             if os.path.islink(path): continue
             try:
@@ -109,23 +112,38 @@ def main():
             t = re.sub(r"\x1b\[[0-9;]*m", "", t)
             t = re.sub(r"\n{3,}", "\n\n", "\n".join(l.rstrip() for l in t.split("\n"))).strip()
             if len(t) > 200:
-                docs.append((os.path.relpath(path, root), t)); n += 1
+                docs.append((os.path.relpath(path, root), t, pkg)); n += 1
         provenance["packages"].append({"name": pkg, "version": version, "deb": os.path.basename(deb), "sha256": sha, "documents": n})
     docs.sort()
     limit = args.max_mb * 1e6
     train, held, size = [], [], 0
-    for src, text in docs:
+    held_by_package = {pkg: [] for pkg in args.packages}
+    for src, text, pkg in docs:   # sorted by source path, as before domains existed: train/held_out bytes unchanged
         if limit and size > limit: break
         size += len(text.encode())
         h = int(hashlib.sha256(src.encode()).hexdigest()[:8], 16)
-        (held if h < args.held_out * 2 ** 32 else train).append(text)
-    for name, part in (("train.txt", train), ("held_out.txt", held)):
+        if h < args.held_out * 2 ** 32:
+            held.append(text); held_by_package[pkg].append(text)
+        else:
+            train.append(text)
+
+    def write(name, part):
         data = "\n\n".join(part) + "\n"
-        tmp = os.path.join(args.out, "." + name + ".tmp")
+        path = os.path.join(args.out, name)
+        tmp = os.path.join(os.path.dirname(path), "." + os.path.basename(name) + ".tmp")
         with open(tmp, "w", encoding="utf-8") as f: f.write(data)
-        os.replace(tmp, os.path.join(args.out, name))
-        provenance["documents"][name] = {"documents": len(part), "bytes": len(data.encode()), "words": len(data.split()),
-                                         "sha256": hashlib.sha256(data.encode()).hexdigest()}
+        os.replace(tmp, path)
+        return {"documents": len(part), "bytes": len(data.encode()), "words": len(data.split()),
+                "sha256": hashlib.sha256(data.encode()).hexdigest()}
+
+    for name, part in (("train.txt", train), ("held_out.txt", held)):
+        provenance["documents"][name] = write(name, part)
+    os.makedirs(os.path.join(args.out, "held_out"), exist_ok=True)
+    provenance["domains"] = {}
+    for pkg, part in held_by_package.items():
+        if not part: continue   # a package with no held-out document gets no domain file
+        name = f"held_out/{pkg}.txt"
+        provenance["domains"][pkg] = dict(path=name, package=pkg, **write(name, part))
     tmp = os.path.join(args.out, ".PROVENANCE.json.tmp")
     with open(tmp, "w") as f: json.dump(provenance, f, indent=2); f.write("\n")
     os.replace(tmp, os.path.join(args.out, "PROVENANCE.json"))

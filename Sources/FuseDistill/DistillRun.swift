@@ -50,6 +50,14 @@ public struct DistillReport: Sendable {
     public var training: [FusionTrainingOutcome] = []
     /// FuseChat's merge of the pairwise targets.
     public var merge: (method: String, output: String, config: String, seconds: Double)?
+    /// The run's lineage (Continuation.swift): the initial stage, then one per `--add-source`.
+    public var stages: [DistillStage] = []
+    /// Held-out perplexity per domain: "before" (the target), then "after" (FuseLLM) or "after pair-NAME"
+    /// and "after merge" (FuseChat).
+    public var domains: [DomainPerplexity] = []
+    public var domainTokens = 0
+    /// Wall seconds of each perplexity measurement, by label (0 when "before" came from the cache).
+    public var domainSeconds: [(label: String, seconds: Double)] = []
 
     public init() {}
 
@@ -99,7 +107,16 @@ public struct DistillReport: Sendable {
             ]) })),
             ("training", .array(training.map(Self.trainingJSON))),
             ("merge", mergeJSON),
+            ("stages", .array(stages.map(\.json))),
+            ("domain_perplexity", domainJSON),
         ])
+    }
+
+    /// `{"domain_tokens": N, "domains": [{"name", "path", "tokens", "perplexity": {"before": x, "after": y}}]}`
+    /// (docs/formats.md, "Distill runs"); null when the spec has no domains.
+    public var domainJSON: JSON {
+        guard !domains.isEmpty else { return .null }
+        return .object([("domain_tokens", .int(domainTokens)), ("domains", .array(domains.map(\.json)))])
     }
 }
 
@@ -108,10 +125,12 @@ public final class DistillRun {
     public let cacheDirectory: String
     /// (stage, done, total) for a progress bar; stage is "capture NAME", "align+fuse NAME".
     public var progress: ((String, Int, Int) -> Void)?
-    /// Every training step, with its stage ("train fused", "train pair-NAME").
-    public var trainingProgress: ((String, StepMetrics) -> Void)?
+    /// Every training step, with its stage ("train fused", "train pair-NAME"); an error it throws stops the run there.
+    public var trainingProgress: ((String, StepMetrics) throws -> Void)?
     /// Called once OUT_DIR exists, before training (the CLI writes its `running` run.json there).
     public var onOutputReady: ((String) throws -> Void)?
+    /// Sees each training's first step and the parameters it starts from (name, step, parameters).
+    public var trainingWillStart: ((String, Int, [Parameter]) throws -> Void)?
     /// One-line messages for stderr.
     public var log: ((String) -> Void)?
     public var threads: Int?
@@ -296,20 +315,39 @@ public final class DistillRun {
         report.alignment = sourceModels.compactMap { stats[$0.name] }
     }
 
-    /// Everything before training, then the training stage. Writes OUT_DIR atomically (or updates
-    /// distill.json in place when resuming).
-    public func run(outDirectory: String, resume: Bool, force: Bool) throws -> DistillReport {
-        let exists = FileManager.default.fileExists(atPath: outDirectory)
-        if exists && !resume && !force { throw DistillError.outputExists(path: outDirectory) }
+    /// Everything before training, then the training stage, for a new run (`plan` nil or a fresh plan),
+    /// `--resume`, or a stage that adds sources (`DistillPlan.make`, Continuation.swift). Writes OUT_DIR
+    /// atomically when new; updates distill.json (and spec.yml when sources are added) in place otherwise.
+    public func run(outDirectory: String, resume: Bool, force: Bool, plan: DistillPlan? = nil) throws -> DistillReport {
+        let plan = try plan ?? DistillPlan.make(spec: spec, outDirectory: outDirectory, resume: resume, force: force, adding: [])
         var report = DistillReport()
+        report.stages = plan.earlier + [plan.stage]
         let (tokenizer, corpus) = try loadCorpus()
+        let scorer = spec.corpus.domains.isEmpty ? nil : try DomainScorer(domains: spec.corpus.domains, budget: spec.corpus.domainTokens, tokenizer: tokenizer)
         report.sequences = corpus.sequences.count; report.corpusHash = corpus.hash
         log?("corpus: \(corpus.sequences.count) sequences of at most \(spec.corpus.blockTokens) target tokens (hash \(corpus.hash.short))")
+        let specText = (try? String(contentsOfFile: spec.path, encoding: .utf8)) ?? ""
+        if plan.continuing && plan.stage.kind == .addSource {
+            // Recorded before any capture: a kill -9 from here on resumes this stage, even with the original spec.
+            let listed = Set(((try? DistillSpec.parse(yaml: specText, path: spec.path, checkFiles: false))?.sources ?? []).map(\.name))
+            let missing = (plan.earlier.flatMap(\.added) + plan.stage.added).filter { !listed.contains($0.name) }
+            try writeFileAtomically(path: outDirectory + "/spec.yml", contents: missing.isEmpty ? specText : try DistillSpec.text(specText, addingSources: missing, path: spec.path))
+            try writeFileAtomically(path: outDirectory + "/distill.json", contents: report.json(spec: spec).serialized(indent: 2) + "\n")
+            if !plan.stage.complete { log?("stage \(plan.stage.index): adding " + plan.stage.added.map(\.name).joined(separator: ", ")
+                                            + (plan.stage.continuedFrom.map { ", training on from step \($0)" } ?? "")) }
+        }
         let captures = try capture(corpus: corpus, report: &report)
         try fuse(corpus: corpus, targetTokenizer: tokenizer, captures: captures, report: &report)
+        if let scorer {
+            let t0 = Date()
+            let before = try scorer.score(modelAt: spec.target, cacheDirectory: cacheDirectory)
+            report.domainSeconds.append(("before", Date().timeIntervalSince(t0)))
+            report.domainTokens = spec.corpus.domainTokens
+            report.domains = zip(spec.corpus.domains, before).map { d, r in DomainPerplexity(name: d.name, path: d.path, tokens: r.tokens, values: [("before", r.perplexity)]) }
+            log?("held-out perplexity before training: " + report.domains.map { String(format: "%@ %.3f", $0.name, $0.values.first?.perplexity ?? .nan) }.joined(separator: ", "))
+        }
         let json = report.json(spec: spec).serialized(indent: 2) + "\n"
-        let specText = (try? String(contentsOfFile: spec.path, encoding: .utf8)) ?? ""
-        if exists && resume {
+        if plan.continuing {
             try writeFileAtomically(path: outDirectory + "/distill.json", contents: json)
         } else {
             let out = try AtomicOutputDirectory(finalPath: outDirectory, force: force)
@@ -318,10 +356,25 @@ public final class DistillRun {
             try out.commit()
         }
         try onOutputReady?(outDirectory)
-        try trainingStage(report: &report, outDirectory: outDirectory, resume: exists && resume)
+        try trainingStage(report: &report, outDirectory: outDirectory, resume: plan.continuing, continuingFrom: plan.stage.continuedFrom)
         if spec.training.enabled {
-            try writeFileAtomically(path: outDirectory + "/distill.json", contents: report.json(spec: spec).serialized(indent: 2) + "\n")
+            if let scorer {
+                var models = report.training.map { ("after" + (spec.fuseChat.enabled ? " " + $0.name : ""), $0.model) }
+                if let m = report.merge { models.append(("after merge", m.output)) }
+                for (label, path) in models {
+                    let t0 = Date()
+                    let after = try scorer.score(modelAt: path, cacheDirectory: nil)
+                    report.domainSeconds.append((label, Date().timeIntervalSince(t0)))
+                    for i in report.domains.indices { report.domains[i].values.append((label, after[i].perplexity)) }
+                    log?("held-out perplexity \(label): " + report.domains.map { String(format: "%@ %.3f", $0.name, $0.values.last?.perplexity ?? .nan) }.joined(separator: ", "))
+                }
+            }
         }
+        var stage = plan.stage
+        stage.complete = true
+        stage.lastStep = spec.fuseChat.enabled ? nil : report.training.first?.summary.steps
+        report.stages = plan.earlier + [stage]
+        try writeFileAtomically(path: outDirectory + "/distill.json", contents: report.json(spec: spec).serialized(indent: 2) + "\n")
         return report
     }
 
@@ -331,8 +384,9 @@ public final class DistillRun {
     ///   OUT_DIR/pairs/pair-NAME, then merged with FuseMerge (`spec.fuseChat.mergeMethod`, base model the
     ///   target, `spec.fuseChat.parameters` as global parameters) into OUT_DIR/model. The merge config is
     ///   kept as OUT_DIR/merge.yml, so `fusekit merge OUT_DIR/merge.yml DIR` redoes the merge to the same bytes.
-    /// With `resume`, each training continues from its newest checkpoint.
-    func trainingStage(report: inout DistillReport, outDirectory: String, resume: Bool) throws {
+    /// With `resume`, each training continues from its newest checkpoint; `continuingFrom` (FuseLLM) makes
+    /// the training a new stage from the finished run's checkpoint of that step (Continuation.swift).
+    func trainingStage(report: inout DistillReport, outDirectory: String, resume: Bool, continuingFrom: Int? = nil) throws {
         guard spec.training.enabled else { return }
         let out = URL(fileURLWithPath: outDirectory).standardizedFileURL.path
         for set in report.fused {
@@ -341,7 +395,10 @@ public final class DistillRun {
             log?(String(format: "%@: %@ training, loss %g·CE + %g·%@ against %@", stage, spec.training.mode.rawValue, spec.lambda,
                         1 - spec.lambda, spec.training.loss == "kl" ? "KL" : "soft CE", set.folder))
             let outcome = try FusionTraining.train(targetPath: spec.target, fused: try FusedTargets(folder: set.folder), name: set.name, spec: spec,
-                                                   directory: directory, resume: resume) { [weak self] m in self?.trainingProgress?(stage, m) }
+                                                   directory: directory, resume: resume, continuingFrom: spec.fuseChat.enabled ? nil : continuingFrom,
+                                                   willStart: { [weak self] step, p in try self?.trainingWillStart?(set.name, step, p) }) { [weak self] m in
+                try self?.trainingProgress?(stage, m)
+            }
             report.training.append(outcome)
         }
         guard spec.fuseChat.enabled else { return }

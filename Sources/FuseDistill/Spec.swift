@@ -10,6 +10,9 @@
 //     held_out: corpus/held_out.txt         # optional; evaluation after training
 //     block_tokens: 256                     # target tokens per sequence (default 256)
 //     max_sequences: 2000                   # optional budget
+//     domains:                              # optional; held-out text per domain, perplexity before and
+//       manpages: corpus/held_out/manpages.txt  # after training (default: one domain "held_out")
+//     domain_tokens: 4096                   # target tokens scored per domain (default 4096)
 //   k: 10                                   # top-k stored per position (default 10)
 //   fusion: minCE                           # minCE | avgCE
 //   lambda: 0.9                             # loss = λ·CLM + (1−λ)·fusion
@@ -51,6 +54,18 @@ public struct CorpusSpec: Equatable, Sendable {
     public var heldOut: String?
     public var blockTokens = 256
     public var maxSequences: Int?
+    /// Held-out text per domain (`corpus.domains`, in spec order), scored before and after training.
+    /// Without the key, `held_out` is the one domain "held_out"; without either, none.
+    public var domains: [DomainSpec] = []
+    /// Target tokens scored per domain (the first ones of its text).
+    public var domainTokens = 4096
+}
+
+/// One held-out domain: a name for the report and a UTF-8 text file.
+public struct DomainSpec: Equatable, Sendable {
+    public var name: String
+    public var path: String
+    public init(name: String, path: String) { self.name = name; self.path = path }
 }
 
 public struct TrainingSpec: Equatable, Sendable {
@@ -137,12 +152,25 @@ public struct DistillSpec: Equatable, Sendable {
         guard let corpusNode = map["corpus"], let cm = corpusNode.mapping else {
             throw r.fail(map["corpus"], "corpus", "missing; give corpus.train (a UTF-8 text file)")
         }
-        try r.checkKeys(cm, ["train", "held_out", "block_tokens", "max_sequences"], "corpus")
+        try r.checkKeys(cm, ["train", "held_out", "block_tokens", "max_sequences", "domains", "domain_tokens"], "corpus")
         guard let trainNode = cm["train"] else { throw r.fail(corpusNode, "corpus.train", "missing; a UTF-8 text file") }
         var corpus = CorpusSpec(train: try r.filePath(trainNode, "corpus.train", checkFiles))
         if let n = cm["held_out"] { corpus.heldOut = try r.filePath(n, "corpus.held_out", checkFiles) }
         if let n = cm["block_tokens"] { corpus.blockTokens = try r.int(n, "corpus.block_tokens", min: 2, max: 4096) }   // DTW holds a T×T cost matrix per sequence
         if let n = cm["max_sequences"] { corpus.maxSequences = try r.int(n, "corpus.max_sequences", min: 1, max: Int(Int32.max)) }
+        if let n = cm["domain_tokens"] { corpus.domainTokens = try r.int(n, "corpus.domain_tokens", min: 2, max: 1 << 24) }
+        if let n = cm["domains"] {
+            guard let dm = n.mapping, !dm.isEmpty else {
+                throw r.fail(n, "corpus.domains", "expected a mapping of domain names to held-out text files, e.g. {manpages: corpus/held_out/manpages.txt}")
+            }
+            for (k, v) in dm {
+                guard let name = k.string, !name.isEmpty else { throw r.fail(k, "corpus.domains", "a domain name must be a non-empty string") }
+                if corpus.domains.contains(where: { $0.name == name }) { throw r.fail(k, "corpus.domains.\(name)", "'\(name)' is listed twice; give each domain a distinct name") }
+                corpus.domains.append(DomainSpec(name: name, path: try r.filePath(v, "corpus.domains.\(name)", checkFiles)))
+            }
+        } else if let held = corpus.heldOut {
+            corpus.domains = [DomainSpec(name: "held_out", path: held)]
+        }
 
         var spec = DistillSpec(path: path, target: target, sources: sources, corpus: corpus)
         if let n = map["k"] { spec.k = try r.int(n, "k", min: 1, max: 1 << 16) }
@@ -303,7 +331,7 @@ struct SpecReader {
         if check {
             var isDir: ObjCBool = false
             guard FileManager.default.fileExists(atPath: p, isDirectory: &isDir), !isDir.boolValue else {
-                throw fail(n, key, "\(p) is not a file; give a UTF-8 text file (Tools/build-corpus.sh builds one)")
+                throw fail(n, key, "\(p) is not a file; give a UTF-8 text file (Tools/build-corpus.py builds train.txt, held_out.txt and held_out/<package>.txt)")
             }
         }
         return p

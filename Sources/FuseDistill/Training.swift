@@ -37,11 +37,14 @@ public struct FusionTrainingOutcome: Sendable {
 }
 
 public enum FusionTraining {
-    /// The trainer settings a spec asks for over `sequences` training sequences.
-    public static func settings(_ t: TrainingSpec, sequences: Int) -> TrainerSettings {
+    /// The trainer settings a spec asks for over `sequences` training sequences. `continuingFrom`: the
+    /// last step of a finished training this one continues (`--add-source`); the new stage runs the
+    /// spec's epochs again after it, with the warm-up + cosine schedule restarted over the new steps.
+    public static func settings(_ t: TrainingSpec, sequences: Int, continuingFrom: Int = 0) -> TrainerSettings {
         let steps = Trainer.steps(epochs: Double(t.epochs), sequences: sequences, batchSize: 1, gradAccum: t.batchSize)
         // FuseLLM's AdamW: betas (0.9, 0.95).
-        var s = TrainerSettings(steps: steps, optimizer: AdamWSettings(lr: t.lr, beta1: 0.9, beta2: 0.95, weightDecay: t.weightDecay))
+        var s = TrainerSettings(steps: continuingFrom + steps, optimizer: AdamWSettings(lr: t.lr, beta1: 0.9, beta2: 0.95, weightDecay: t.weightDecay))
+        s.scheduleStart = continuingFrom
         s.batchSize = 1
         s.gradAccum = t.batchSize
         s.warmup = Int((t.warmupRatio * Double(steps)).rounded(.up))   // transformers: ceil(ratio · total)
@@ -68,8 +71,12 @@ public enum FusionTraining {
 
     /// Trains the target at `targetPath` on `fused` into `directory` (created if missing). With `resume`,
     /// continues from the newest checkpoint there; otherwise any old checkpoints are removed.
+    /// `continuingFrom` (a step): a new stage of the finished training in `directory`, starting from its
+    /// checkpoint of that step (weights, Adam moments, step count, data cursor; `Trainer.run`).
+    /// `willStart` sees the step and the parameters the first step starts from.
     public static func train(targetPath: String, fused: FusedTargets, name: String, spec: DistillSpec, directory: String,
-                             resume: Bool, observe: ((StepMetrics) throws -> Void)? = nil) throws -> FusionTrainingOutcome {
+                             resume: Bool, continuingFrom: Int? = nil, willStart: ((Int, [Parameter]) throws -> Void)? = nil,
+                             observe: ((StepMetrics) throws -> Void)? = nil) throws -> FusionTrainingOutcome {
         let store = try WeightStore(path: targetPath)
         let model = try ModelRegistry.loadTrainable(store: store)
         let t = spec.training
@@ -77,10 +84,12 @@ public enum FusionTraining {
                                                   targetModules: t.loraTargetModules) : nil
         if let lora { try model.attachLoRA(lora, seed: UInt64(t.seed)) }
         let data = try data(fused)
-        let trainer = try Trainer(model: model, data: data, settings: settings(t, sequences: data.sequences.count), outputDirectory: directory)
+        let trainer = try Trainer(model: model, data: data, settings: settings(t, sequences: data.sequences.count, continuingFrom: continuingFrom ?? 0),
+                                  outputDirectory: directory)
         trainer.loss = loss(spec)
         trainer.batchProvider = { try fused.batch(sequences: $0) }
-        let summary = try trainer.run(resume: resume, observe: observe)
+        trainer.willStart = willStart
+        let summary = try trainer.run(resume: resume, continuingFrom: continuingFrom, observe: observe)
 
         var adapter: String?
         if let lora {

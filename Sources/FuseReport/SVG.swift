@@ -139,6 +139,45 @@ enum SVG {
         return s + "</svg>"
     }
 
+    /// Grouped vertical bars: one group per category (a domain), one bar per series (before, after) in
+    /// the palette's colours, the value printed above each bar. The y axis starts at 0; nil values leave
+    /// a gap.
+    static func bars(categories: [String], series: [(name: String, values: [Double?])], yLabel: String, caption: String) -> String {
+        let left = 64.0, right = 150.0, top = 16.0, bottom = 56.0, height = 300.0
+        let barWidth = 36.0, gap = 18.0   // wide enough for a 4-digit value over each bar
+        let longest = Double(min(24, categories.map(\.count).max() ?? 4))
+        let group = max(barWidth * Double(max(1, series.count)) + gap, 7.0 * longest + gap)   // labels must not run into each other
+        let width = max(420, left + right + group * Double(categories.count) + gap)
+        let pts = series.flatMap { $0.values }.compactMap { $0 }.filter(\.isFinite)
+        let hi = max((pts.max() ?? 1) * 1.12, 1e-12)
+        func py(_ v: Double) -> Double { top + (1 - v / hi) * (height - top - bottom) }
+        var s = "<svg class=\"plot\" data-points=\"\(pts.count)\" role=\"img\" viewBox=\"0 0 \(num(width)) \(num(height))\" width=\"\(num(width))\" height=\"\(num(height))\"><title>\(escape(caption))</title>"
+        s += "<rect x=\"\(num(left))\" y=\"\(num(top))\" width=\"\(num(width - left - right))\" height=\"\(num(height - top - bottom))\" fill=\"#fbfbfb\" stroke=\"#ddd\"/>"
+        for k in 0...4 {
+            let v = hi * Double(k) / 4
+            s += "<line x1=\"\(num(left))\" x2=\"\(num(width - right))\" y1=\"\(num(py(v)))\" y2=\"\(num(py(v)))\" stroke=\"#eee\"/>"
+            s += "<text class=\"axis\" x=\"\(num(left - 6))\" y=\"\(num(py(v) + 4))\" text-anchor=\"end\">\(fmt(v, digits: 3))</text>"
+        }
+        s += "<text class=\"axis\" transform=\"translate(14,\(num((top + height - bottom) / 2))) rotate(-90)\" text-anchor=\"middle\">\(escape(yLabel))</text>"
+        for (c, category) in categories.enumerated() {
+            let x0 = left + gap + group * Double(c)
+            for (k, line) in series.enumerated() {
+                guard c < line.values.count, let v = line.values[c], v.isFinite else { continue }
+                let x = x0 + barWidth * Double(k)
+                s += "<rect x=\"\(num(x))\" y=\"\(num(py(v)))\" width=\"\(num(barWidth - 2))\" height=\"\(num(py(0) - py(v)))\" fill=\"\(palette[k % palette.count])\"><title>\(escape("\(category) · \(line.name): \(fmt(v, digits: 4))"))</title></rect>"
+                s += "<text class=\"cell\" x=\"\(num(x + barWidth / 2 - 1))\" y=\"\(num(py(v) - 3))\" text-anchor=\"middle\">\(fmt(v, digits: 3))</text>"
+            }
+            let mid = x0 + barWidth * Double(series.count) / 2
+            s += "<text class=\"axis\" x=\"\(num(mid))\" y=\"\(num(height - bottom + 16))\" text-anchor=\"middle\">\(escape(String(category.suffix(24))))</text>"
+        }
+        for (k, line) in series.enumerated() {
+            let ly = top + 16 * Double(k) + 8
+            s += "<rect x=\"\(num(width - right + 12))\" y=\"\(num(ly - 8))\" width=\"10\" height=\"10\" fill=\"\(palette[k % palette.count])\"/>"
+            s += "<text class=\"axis\" x=\"\(num(width - right + 26))\" y=\"\(num(ly + 1))\">\(escape(String(line.name.suffix(20))))</text>"
+        }
+        return s + "</svg>"
+    }
+
     /// One coloured cell per item with a label under it (which source each output layer came from).
     static func strip(labels: [String], categories: [Int], categoryNames: [String], caption: String) -> String {
         let cell = labels.count > 40 ? 16.0 : 28.0

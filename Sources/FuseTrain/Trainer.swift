@@ -23,6 +23,10 @@ public struct TrainerSettings: Sendable, Equatable {
     public var saveEvery: Int?
     /// Whole checkpoints kept on disk.
     public var keepCheckpoints = 1
+    /// The step this stage's warm-up + cosine schedule starts at: 0 for a fresh run; for a continuation
+    /// of a finished run (`Trainer.run(continuingFrom:)`), the step it finished at. `steps` still counts
+    /// from the very first step, so the schedule spans `steps − scheduleStart` steps.
+    public var scheduleStart = 0
 
     public init(steps: Int, optimizer: AdamWSettings) {
         self.steps = steps; self.optimizer = optimizer
@@ -38,6 +42,9 @@ public struct TrainerSettings: Sendable, Equatable {
         if let c = clip, !(c > 0) { throw FuseTrainError.badSetting(name: "--clip", reason: "must be > 0, got \(c)") }
         if let e = evalEvery, e < 1 { throw FuseTrainError.badSetting(name: "--eval-every", reason: "must be at least 1, got \(e)") }
         if let s = saveEvery, s < 1 { throw FuseTrainError.badSetting(name: "--save-every", reason: "must be at least 1, got \(s)") }
+        if scheduleStart < 0 || scheduleStart >= steps {
+            throw FuseTrainError.badSetting(name: "scheduleStart", reason: "must be in 0..<steps (\(steps)), got \(scheduleStart)")
+        }
     }
 
     /// What a resumed run must share with the run that wrote the checkpoint (anything else changes the losses).
@@ -47,7 +54,7 @@ public struct TrainerSettings: Sendable, Equatable {
             ("lr", .double(optimizer.lr)), ("beta1", .double(optimizer.beta1)), ("beta2", .double(optimizer.beta2)),
             ("eps", .double(optimizer.eps)), ("weight_decay", .double(optimizer.weightDecay)),
             ("warmup", .int(warmup)), ("clip", clip.map { .double($0) } ?? .null), ("seed", .string(String(seed))),
-        ])
+        ] + (scheduleStart > 0 ? [("schedule_start", JSON.int(scheduleStart))] : []))   // absent for fresh runs: older checkpoints still match
     }
 }
 
@@ -111,6 +118,9 @@ public final class Trainer {
     public var batchProvider: ((_ sequences: [Int]) throws -> TrainingBatch)?
     /// The loss components of the last `trainStep`, averaged over its micro-batches.
     public private(set) var lastComponents: [String: Double] = [:]
+    /// Sees the step the run starts at and the parameters its first step starts from (after any
+    /// checkpoint was restored), before that step runs.
+    public var willStart: ((_ step: Int, _ parameters: [Parameter]) throws -> Void)?
 
     public var checkpointDirectory: String { outputDirectory + "/checkpoints" }
     public var metricsPath: String { outputDirectory + "/metrics.jsonl" }
@@ -125,7 +135,7 @@ public final class Trainer {
         self.settings = settings
         self.outputDirectory = outputDirectory
         self.optimizer = AdamW(settings.optimizer)
-        self.schedule = CosineSchedule(baseLR: settings.optimizer.lr, warmup: settings.warmup, total: settings.steps)
+        self.schedule = CosineSchedule(baseLR: settings.optimizer.lr, warmup: settings.warmup, total: settings.steps - settings.scheduleStart)
     }
 
     /// Steps needed to see the data `epochs` times.
@@ -144,7 +154,13 @@ public final class Trainer {
     /// Runs to `settings.steps`. With `resume`, continues from the newest checkpoint (an error when the
     /// settings or the data differ from the run that wrote it); without, any old checkpoints are removed.
     /// `observe` sees every step's metrics (progress bars); an error it throws stops the run there.
-    public func run(resume: Bool, observe: ((StepMetrics) throws -> Void)? = nil) throws -> TrainSummary {
+    ///
+    /// `continuingFrom` makes this run a new stage of a finished one: the newest checkpoint must be that
+    /// run's last (step `continuingFrom`, settings free to differ: more steps, `scheduleStart`) or one this
+    /// stage wrote itself (then it resumes as usual). Parameters, Adam moments and step count, the data
+    /// cursor and the metrics log up to that step carry over; the lr schedule restarts at
+    /// `settings.scheduleStart`.
+    public func run(resume: Bool, continuingFrom: Int? = nil, observe: ((StepMetrics) throws -> Void)? = nil) throws -> TrainSummary {
         let fm = FileManager.default
         do { try fm.createDirectory(atPath: outputDirectory, withIntermediateDirectories: true) } catch {
             throw FuseTrainError.unreadable(path: outputDirectory, reason: "cannot create the output folder: \(error.localizedDescription)")
@@ -154,7 +170,15 @@ public final class Trainer {
         var startStep = 0, cursor = 0
         var resumedFrom: Int?
         Checkpoints.removeLeftovers(directory: checkpointDirectory)
-        if resume, let state = try Checkpoints.loadLatest(directory: checkpointDirectory) {
+        let latest = resume || continuingFrom != nil ? try Checkpoints.loadLatest(directory: checkpointDirectory) : nil
+        if let from = continuingFrom {
+            guard let state = latest, state.step >= from else {
+                throw FuseTrainError.badCheckpoint(path: checkpointDirectory, reason: "no checkpoint of step \(from) to continue from"
+                                                   + (latest.map { " (the newest is step \($0.step))" } ?? "") + "; the finished run's last checkpoint is needed")
+            }
+            try restore(state, into: parameters, checkSettings: state.step > from)
+            startStep = state.step; cursor = state.cursor; resumedFrom = state.step
+        } else if let state = latest {
             try restore(state, into: parameters)
             startStep = state.step
             cursor = state.cursor
@@ -162,6 +186,7 @@ public final class Trainer {
         } else if !resume {
             try? fm.removeItem(atPath: checkpointDirectory)
         }
+        try willStart?(startStep, parameters)
         var log = try MetricsLog(path: metricsPath, keepThrough: resumedFrom ?? 0)
         var order = SequenceOrder(count: data.sequences.count, seed: settings.seed)
         let start = Date()
@@ -223,7 +248,7 @@ public final class Trainer {
         guard meanLoss.isFinite else { throw FuseTrainError.nonFinite(step: step + 1, what: "the loss (\(meanLoss))") }
         let norm = clipGradientNorm(parameters, maxNorm: settings.clip)
         guard norm.isFinite else { throw FuseTrainError.nonFinite(step: step + 1, what: "the gradient norm (\(norm))") }
-        let lr = schedule.lr(step)
+        let lr = schedule.lr(step - settings.scheduleStart)
         optimizer.update(parameters, lr: lr)
         return (meanLoss, norm, lr)
     }
@@ -239,9 +264,11 @@ public final class Trainer {
         return count > 0 ? sum / Double(count) : .nan
     }
 
-    func restore(_ state: CheckpointState, into parameters: [Parameter]) throws {
+    /// Loads a checkpoint into the parameters and the optimizer. `checkSettings` false: the checkpoint is
+    /// the last of an earlier stage, whose settings (step count, schedule) legitimately differ.
+    func restore(_ state: CheckpointState, into parameters: [Parameter], checkSettings: Bool = true) throws {
         let path = checkpointDirectory + "/" + Checkpoints.folderName(step: state.step)
-        if state.settings != settings.json {
+        if checkSettings && state.settings != settings.json {
             throw FuseTrainError.badCheckpoint(path: path, reason: "it was written with other settings (\(state.settings.serialized())); "
                                                + "resume with the same flags (now \(settings.json.serialized()))")
         }

@@ -23,8 +23,18 @@ struct DistillCommand: ParsableCommand {
         trained per source pair under OUT_DIR/pairs/ and the copies are merged (sce or any merge method) \
         into OUT_DIR/model, with the merge config kept as OUT_DIR/merge.yml.
 
+        corpus.domains (or corpus.held_out) names held-out texts whose perplexity under the target is \
+        measured before and after training (run.json, `fusekit report`).
+
+        --add-source MODEL (repeatable) adds a model to a finished run: only it is captured, the fused \
+        targets are rebuilt over all sources, and training goes on from the run's last checkpoint \
+        (weights, Adam state, step count) for training.epochs more passes with the lr schedule restarted. \
+        OUT_DIR/spec.yml then lists the added source; --resume after a crash continues the same stage. \
+        A spec with one more source given with --resume does the same.
+
         Examples:
           fusekit distill examples/distill/spec.yml runs/fuse1
+          fusekit distill examples/distill/spec.yml runs/fuse1 --add-source new.gguf
           fusekit distill capture examples/distill/spec.yml captures/
         """,
         subcommands: [DistillRunCommand.self, DistillCaptureCommand.self],
@@ -55,11 +65,21 @@ struct DistillRunCommand: ParsableCommand {
     @Option(name: .long, help: "Cache folder for captures, mappings and fused targets (default: spec cache_dir, $FUSEKIT_CACHE_DIR or ~/.cache/fusekit).")
     var cacheDir: String?
 
+    @Option(name: .customLong("add-source"), help: "Add a model to a finished run: capture only it, fuse again, and train on from the last checkpoint (repeatable).")
+    var addSource: [String] = []
+
     @OptionGroup var runOptions: RunOptions
+
+    mutating func validate() throws {
+        if arguments.resume && arguments.force { throw ValidationError("give --resume or --force, not both") }
+        if arguments.force && !addSource.isEmpty { throw ValidationError("--add-source continues a finished run; it cannot be combined with --force") }
+    }
 
     func run() throws {
         runOptions.apply()
-        let spec = try DistillSpec.load(path: arguments.spec)
+        let given = try DistillSpec.load(path: arguments.spec)
+        let plan = try DistillPlan.make(spec: given, outDirectory: arguments.outDir, resume: arguments.resume, force: arguments.force, adding: addSource)
+        let spec = plan.spec
         let cache = cacheDir ?? spec.cacheDirectory ?? DistillRun.defaultCacheDirectory()
         let run = DistillRun(spec: spec, cacheDirectory: cache)
         attach(run, quiet: runOptions.quiet || runOptions.json)
@@ -73,12 +93,13 @@ struct DistillRunCommand: ParsableCommand {
         var outputReady = false
         run.onOutputReady = { [log] dir in outputReady = true; try log.write(to: dir) }
         let report: DistillReport
-        do { report = try run.run(outDirectory: out, resume: arguments.resume, force: arguments.force) } catch {
+        do { report = try run.run(outDirectory: out, resume: arguments.resume, force: arguments.force, plan: plan) } catch {
             if outputReady { log.status = .failed; log.finished = Date(); try? log.write(to: out) }
             throw error
         }
         log.status = .complete
         log.finished = Date()
+        if let copy = try? String(contentsOfFile: out + "/spec.yml", encoding: .utf8) { log.config = ("fusekit-distill", copy) }   // lists added sources
         log.timings = distillTimings(report) + [("total_seconds", Date().timeIntervalSince(log.started))]
         log.measurements = distillMeasurements(report, spec: spec)
         log.logs = report.training.map { t in
@@ -96,6 +117,7 @@ func distillTimings(_ r: DistillReport) -> [(String, Double)] {
         + r.alignment.map { ("align_fuse_seconds " + $0.source, $0.seconds) }
         + r.training.map { ("training_seconds " + $0.name, $0.summary.seconds) }
         + (r.merge.map { [("merge_seconds", $0.seconds)] } ?? [])
+        + r.domainSeconds.map { ("perplexity_seconds " + $0.label, $0.seconds) }
 }
 
 /// run.json's measurements: alignment coverage per source, MinCE choices (or AvgCE mean weights) per
@@ -118,6 +140,8 @@ func distillMeasurements(_ r: DistillReport, spec: DistillSpec) -> JSON {
             ] + t.finalComponents.sorted { $0.key < $1.key }.map { ("final_" + $0.key, JSON.double($0.value)) }))
         })),
         ("merge", r.merge.map { .object([("method", .string($0.method)), ("output", .string($0.output))]) } ?? .null),
+        ("stages", .array(r.stages.map(\.json))),
+        ("domain_perplexity", r.domainJSON),
     ])
 }
 
@@ -186,4 +210,11 @@ private func printReport(_ report: DistillReport, spec: DistillSpec, json: Bool)
               + String(format: ", %.0f tokens/s -> %@", t.summary.seconds > 0 ? Double(t.summary.tokens) / t.summary.seconds : 0, t.model))
     }
     if let m = report.merge { print("merged the pairwise targets with \(m.method) -> \(m.output) (config \(m.config))") }
+    if let stage = report.stages.last, stage.kind == .addSource {
+        print("stage \(stage.index): added \(stage.added.map(\.name).joined(separator: ", "))"
+              + (stage.continuedFrom.map { from in ", trained on from step \(from)" + (stage.lastStep.map { " to \($0)" } ?? "") } ?? ""))
+    }
+    for d in report.domains {
+        print("held-out perplexity \(d.name) (\(d.tokens) tokens): " + d.values.map { String(format: "%@ %.3f", $0.label, $0.perplexity) }.joined(separator: ", "))
+    }
 }

@@ -176,7 +176,7 @@ final class TrainingTests: XCTestCase {
         let whole = try FusionTraining.train(targetPath: dir + "/target", fused: fused, name: "fused", spec: s, directory: dir + "/a", resume: false)
         struct Stop: Error {}
         XCTAssertThrowsError(try FusionTraining.train(targetPath: dir + "/target", fused: fused, name: "fused", spec: s, directory: dir + "/b",
-                                                      resume: false) { m in if m.step == 5 { throw Stop() } })
+                                                      resume: false, observe: { m in if m.step == 5 { throw Stop() } }))
         let resumed = try FusionTraining.train(targetPath: dir + "/target", fused: fused, name: "fused", spec: s, directory: dir + "/b", resume: true)
         XCTAssertEqual(resumed.summary.resumedFrom, 4)
         func log(_ d: String) throws -> [String] {

@@ -103,6 +103,19 @@ final class TrainingReportTests: XCTestCase {
             ("min_ce_chosen", .object([("", .object([("target", .int(121)), ("gemma", .int(7))]))])),
             ("mean_weight", .object([("", .object([("target", .double(0.5)), ("gemma", .double(0.5))]))])),
             ("training", .object([("target", .object([("steps", .int(4)), ("final_loss", .double(0.5)), ("final_ce", .double(0.55)), ("final_soft", .double(0.05))]))])),
+            ("stages", .array([
+                .object([("index", .int(0)), ("kind", .string("initial")), ("sources", .array([.string("gemma")])), ("added", .array([])),
+                         ("continued_from_step", .null), ("last_step", .int(2)), ("status", .string("complete"))]),
+                .object([("index", .int(1)), ("kind", .string("add_source")), ("sources", .array([.string("gemma"), .string("qwen")])),
+                         ("added", .array([.object([("name", .string("qwen")), ("model", .string("/m/qwen.gguf"))])])),
+                         ("continued_from_step", .int(2)), ("last_step", .int(4)), ("status", .string("complete"))]),
+            ])),
+            ("domain_perplexity", .object([("domain_tokens", .int(4096)), ("domains", .array([
+                .object([("name", .string("python3.11-doc")), ("path", .string("/c/held_out/python3.11-doc.txt")), ("tokens", .int(3000)),
+                         ("perplexity", .object([("before", .double(6.0)), ("after", .double(5.46))]))]),
+                .object([("name", .string("manpages-dev")), ("path", .string("/c/held_out/manpages-dev.txt")), ("tokens", .int(1000)),
+                         ("perplexity", .object([("before", .double(5.0)), ("after", .double(4.25))]))]),
+            ]))])),
         ])
         log.logs = [("metrics", "metrics.jsonl"), ("distill", "distill.json")]
         try log.write(to: dir)
@@ -113,6 +126,18 @@ final class TrainingReportTests: XCTestCase {
         XCTAssertTrue(summary.contains("above 80%"), summary)
         XCTAssertTrue(summary.contains("final loss 0.5 (ce 0.55, soft 0.05)"), summary)
         XCTAssertEqual(r.json["distill"]?["curves"]?["metrics"]?["soft"]?.array?.count, 4)
+        // Per-domain perplexity: python −9%, manpages-dev −15%; overall exp((3000·ln 6 + 1000·ln 5)/4000) → exp((3000·ln 5.46 + 1000·ln 4.25)/4000).
+        let before = Foundation.exp((3000 * Foundation.log(6.0) + 1000 * Foundation.log(5.0)) / 4000)
+        let after = Foundation.exp((3000 * Foundation.log(5.46) + 1000 * Foundation.log(4.25)) / 4000)
+        let sentence = "Held-out perplexity fell from \(String(format: "%.3g", before)) to \(String(format: "%.3g", after)) (−\(String(format: "%.0f", (1 - after / before) * 100))%); most on manpages-dev (−15%), least on python3.11-doc (−9%)."
+        XCTAssertTrue(summary.contains(sentence), "expected \(sentence) in\n\(summary)")
+        XCTAssertEqual(r.json["distill"]?["domain_perplexity"]?["overall"]?["after"]?.double ?? 0, after, accuracy: 1e-9)
+        XCTAssertEqual(r.json["distill"]?["domain_perplexity"]?["final"]?.string, "after")
+        XCTAssertTrue(summary.contains("Stage 1 added qwen to the finished run and trained on from the checkpoint of step 2 to step 4."), summary)
+        let html = r.page.html()
+        XCTAssertTrue(html.contains("Held-out perplexity per domain") && html.contains("<td>manpages-dev</td>") && html.contains("<td>−15%</td>"))
+        XCTAssertTrue(html.contains("held-out perplexity per domain</title>"), "the bar chart is on the page")
+        XCTAssertTrue(html.contains("Stages of the run"))
         XCTAssertTrue(r.page.warnings.isEmpty, "\(r.page.warnings)")
         try r.write(html: dir + "/report.html")
         try renderInChromium(dir + "/report.html", plots: r.page.plotCount)

@@ -92,6 +92,39 @@ final class ResumeTests: XCTestCase {
         }
     }
 
+    /// A new stage of a finished run (`continuingFrom`): it starts from the finished run's last
+    /// checkpoint (weights and step), runs steps N+1 … N+M on the warm-up + cosine schedule restarted over
+    /// M steps, keeps the first N log lines; without that checkpoint it refuses with a clear message.
+    func testContinuationStartsFromTheLastCheckpointWithARestartedSchedule() throws {
+        let out = dir + "/stage"
+        let (first, m1) = try run(out, steps: 6, resume: false)
+        XCTAssertEqual(first.losses.count, 6)
+        let model = BigramModel(vocab: 24, seed: 99)   // other initial weights: the checkpoint must replace them
+        var s = settings(steps: 6 + 4)
+        s.scheduleStart = 6
+        let trainer = try Trainer(model: model, data: try data(), settings: s, outputDirectory: out)
+        var startStep = -1
+        trainer.willStart = { step, parameters in
+            startStep = step
+            XCTAssertEqual(parameters.first?.value.map(\.bitPattern), m1.trainableParameters.first?.value.map(\.bitPattern))
+        }
+        let second = try trainer.run(resume: false, continuingFrom: 6)
+        XCTAssertEqual(startStep, 6)
+        XCTAssertEqual(second.resumedFrom, 6)
+        XCTAssertEqual(second.losses.count, 4)
+        let log = try String(contentsOfFile: out + "/metrics.jsonl", encoding: .utf8).split(separator: "\n").map { try JSON.parse(String($0)) }
+        XCTAssertEqual(log.map { $0["step"]?.int ?? -1 }, Array(1...10))
+        let restarted = CosineSchedule(baseLR: 0.05, warmup: 2, total: 4)
+        XCTAssertEqual(log[6...].map { $0["lr"]?.double ?? -1 }, (0..<4).map { restarted.lr($0) })
+        XCTAssertEqual(log[6]["lr"]?.double, 0, "the warm-up restarts at 0, as transformers' schedule")
+
+        let fresh = dir + "/none"
+        let orphan = try Trainer(model: BigramModel(vocab: 24, seed: 5), data: try data(), settings: s, outputDirectory: fresh)
+        XCTAssertThrowsError(try orphan.run(resume: false, continuingFrom: 6)) { error in
+            XCTAssertTrue("\(error)".contains("no checkpoint of step 6"), "\(error)")
+        }
+    }
+
     func testEpochsRoundUpToWholeSteps() {
         XCTAssertEqual(Trainer.steps(epochs: 1, sequences: 23, batchSize: 3, gradAccum: 2), 4)
         XCTAssertEqual(Trainer.steps(epochs: 2, sequences: 24, batchSize: 3, gradAccum: 2), 8)

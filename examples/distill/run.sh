@@ -7,7 +7,9 @@
 #   minCE  λ = 0.9, MinCE fusion (per sequence, the candidate with the lowest CE on the gold tokens)
 #   avgCE  λ = 0.9, AvgCE fusion (candidates weighted by softmax of exp(−CE))
 # then held-out perplexity (`fusekit eval --perplexity`) and a held-out cloze task (make_task.py) for
-# the starting model and each result. Numbers: docs/results.md, "Distill".
+# the starting model and each result. Each distill run also scores the held-out text of each Debian
+# package (corpus.domains: CORPUS/held_out/<package>.txt, written by Tools/build-corpus.py) before and
+# after training; table.py prints those per-domain tables. Numbers: docs/results.md, "Distill".
 #
 # Usage: examples/distill/run.sh            (after: swift build -c release --product fusekit,
 #                                             Tools/fetch-models.sh models, Tools/build-corpus.py corpus/debian)
@@ -36,6 +38,11 @@ corpus:
   train: $CORPUS/train.txt
   block_tokens: 256
   max_sequences: $SEQ
+  domains:                     # held-out perplexity per Debian package, before and after (run.json, fusekit report)
+    python3.11-doc: $CORPUS/held_out/python3.11-doc.txt
+    manpages: $CORPUS/held_out/manpages.txt
+    manpages-dev: $CORPUS/held_out/manpages-dev.txt
+  domain_tokens: 4096
 k: 10
 fusion: $2
 lambda: $3

@@ -39,4 +39,17 @@ for run in ("minCE", "avgCE"):
     m = r["measurements"]
     print(f"{run}: alignment coverage {m['alignment_coverage']}, one-hot fraction {m['one_hot_fraction']}, "
           f"MinCE choices {m['min_ce_chosen']}, mean weights {m['mean_weight']}")
+print()
+# Held-out perplexity per domain (run.json measurements.domain_perplexity), before and after each run.
+for run in ("clm", "minCE", "avgCE"):
+    r = load(f"{run}/run.json")
+    d = r and r["measurements"].get("domain_perplexity")
+    if not d: continue
+    print(f"{run}: held-out perplexity per domain (first {d['domain_tokens']} tokens)")
+    print("| domain | tokens | before | after | change |")
+    print("|---|---|---|---|---|")
+    for x in d["domains"]:
+        b, a = x["perplexity"]["before"], x["perplexity"]["after"]
+        print(f"| {x['name']} | {x['tokens']:,} | {b:.3f} | {a:.3f} | {100 * (a / b - 1):+.1f}% |")
+    print()
 print("wall times (s):", {k: round(v, 1) for k, v in times.items()})
