@@ -36,18 +36,18 @@ def load_average():
 alone = []
 
 
-def eval_alone(label):
+def eval_alone(label, model=None, into=alone):
     for r in range(rounds):
         score, wall, examples = 0.0, 0.0, 0
         for t in tasks:
             t0 = time.time()
-            out = subprocess.run([fusekit, "eval", sources[r % len(sources)], "--task", t, "--json", "--quiet"],
+            out = subprocess.run([fusekit, "eval", model or sources[r % len(sources)], "--task", t, "--json", "--quiet"],
                                  check=True, capture_output=True, text=True).stdout
             wall += time.time() - t0
             j = json.loads(out)
             score += j["seconds"]
             examples += j["examples"]
-        alone.append((score, wall, examples))
+        into.append((score, wall, examples))
         print(f"eval alone ({label}), round {r + 1}: scoring {score:.2f} s, wall {wall:.2f} s (3 processes), {examples} questions, "
               f"load {load_average()}", flush=True)
 
@@ -70,6 +70,11 @@ subprocess.run([fusekit, "evolve", f"{work}/spec.yml", f"{work}/run", "--force",
                check=True, capture_output=True, text=True)
 total_wall = time.time() - t0
 eval_alone("after")
+# The same kind of candidate as the trials: the evolved individual the run wrote (f32, as scored in
+# memory). Fine-tunes and evolved individuals generate answers of different lengths, so this is the
+# like-for-like scoring time.
+evolved = []
+eval_alone("after, the evolved model", model=f"{work}/run/model", into=evolved)
 lines = [json.loads(l) for l in open(f"{work}/run/log.jsonl")]
 summary = json.load(open(f"{work}/run/run.json"))
 summary = summary.get("measurements", summary)
@@ -86,6 +91,9 @@ print(f"generation 1: {gen_wall:.2f} s for 8 candidates = {gen_wall / 8:.2f} s p
       + ", ".join(f"{k} {v:.2f} s" for k, v in t.items()))
 print(f"FuseEval scoring inside evolve: {scoring / 8:.2f} s per candidate; fusekit eval alone: {best_alone:.2f} s scoring, "
       f"{best_alone_wall:.2f} s wall per candidate (best of {2 * rounds})")
+print(f"fusekit eval alone on the evolved model: {min(a[0] for a in evolved):.2f} s scoring, {min(a[1] for a in evolved):.2f} s wall "
+      f"(best of {rounds})")
 print(f"overhead beyond scoring: {100 * overhead:.1f}%  (counting model loads as evaluation: {100 * overhead_with_load:.1f}%)")
-print(f"throughput: evolve {8 / gen_wall * 60:.1f} candidates/min vs fusekit eval alone {60 / best_alone_wall:.1f} /min "
-      f"({60 / best_alone:.1f} /min scoring only); peak RSS {summary.get('peak_memory_bytes', 0) / 1e9:.2f} GB; load {load_average()}")
+evolved_wall = min(a[1] for a in evolved)
+print(f"throughput: evolve {8 / gen_wall * 60:.1f} candidates/min vs fusekit eval alone {60 / evolved_wall:.1f} /min on the evolved model "
+      f"({60 / best_alone_wall:.1f} /min on the fine-tunes); peak RSS {summary.get('peak_memory_bytes', 0) / 1e9:.2f} GB; load {load_average()}")
