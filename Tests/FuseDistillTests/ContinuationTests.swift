@@ -24,15 +24,7 @@ final class ContinuationTests: XCTestCase {
     override func setUpWithError() throws {
         dir = NSTemporaryDirectory() + "fusekit-distill-add-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        try writeTinyLlama(dir + "/target", vocab: 256, seed: 1)
-        try writeByteLevelTokenizer(dir + "/target")
-        try writeTinyLlama(dir + "/same", vocab: 256, seed: 2)
-        try writeByteLevelTokenizer(dir + "/same")
-        let merges = ["t h", "th e", "Ġ t", "Ġt h", "Ġth e", "i n", "e r"]
-        try writeTinyLlama(dir + "/other", vocab: 256 + merges.count, seed: 3)
-        try writeByteLevelTokenizer(dir + "/other", merges: merges)
-        let text = (0..<12).map { "the other thing in there, number \($0) of the winter" }.joined(separator: "\n") + "\n"
-        try text.write(toFile: dir + "/train.txt", atomically: true, encoding: .utf8)
+        try writeDistillFixture(dir)
         try "man pages: the read(2) call reads bytes\nopen(2) opens a file\n".write(toFile: dir + "/man.txt", atomically: true, encoding: .utf8)
         try "def f(x):\n    return x + 1\nprint(f(2))\n".write(toFile: dir + "/py.txt", atomically: true, encoding: .utf8)
     }

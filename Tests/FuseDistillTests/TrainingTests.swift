@@ -7,6 +7,20 @@ import FuseTensor
 import FuseTrain
 @testable import FuseDistill
 
+/// Three tiny Llamas over byte-level tokenizers in `dir`: `target`, `same` (the target's tokenizer) and
+/// `other` (a tokenizer with merges, so its tokens align less), and a 12-line `train.txt`.
+func writeDistillFixture(_ dir: String) throws {
+    try writeTinyLlama(dir + "/target", vocab: 256, seed: 1)
+    try writeByteLevelTokenizer(dir + "/target")
+    try writeTinyLlama(dir + "/same", vocab: 256, seed: 2)
+    try writeByteLevelTokenizer(dir + "/same")
+    let merges = ["t h", "th e", "Ġ t", "Ġt h", "Ġth e", "i n", "e r"]
+    try writeTinyLlama(dir + "/other", vocab: 256 + merges.count, seed: 3)
+    try writeByteLevelTokenizer(dir + "/other", merges: merges)
+    let text = (0..<12).map { "the other thing in there, number \($0) of the winter" }.joined(separator: "\n") + "\n"
+    try text.write(toFile: dir + "/train.txt", atomically: true, encoding: .utf8)
+}
+
 /// A tiny Llama HF folder (random weights, tied head), as Tests/FuseTransferTests/PipelineTests.swift.
 func writeTinyLlama(_ dir: String, hidden: Int = 16, heads: Int = 2, kvHeads: Int = 1, headDim: Int = 8, ffn: Int = 24,
                     layers: Int = 2, vocab: Int, seed: UInt64) throws {
@@ -267,15 +281,7 @@ final class TinyPipelineTests: XCTestCase {
         let dir = NSTemporaryDirectory() + "fusekit-distill-e2e-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        try writeTinyLlama(dir + "/target", vocab: 256, seed: 1)
-        try writeByteLevelTokenizer(dir + "/target")
-        try writeTinyLlama(dir + "/same", vocab: 256, seed: 2)
-        try writeByteLevelTokenizer(dir + "/same")
-        let merges = ["t h", "th e", "Ġ t", "Ġt h", "Ġth e", "i n", "e r"]
-        try writeTinyLlama(dir + "/other", vocab: 256 + merges.count, seed: 3)
-        try writeByteLevelTokenizer(dir + "/other", merges: merges)
-        let text = (0..<12).map { "the other thing in there, number \($0) of the winter" }.joined(separator: "\n") + "\n"
-        try text.write(toFile: dir + "/train.txt", atomically: true, encoding: .utf8)
+        try writeDistillFixture(dir)
         try """
         target: \(dir)/target
         sources: [{model: \(dir)/same, name: same}, {model: \(dir)/other, name: other}]
