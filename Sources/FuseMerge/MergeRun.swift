@@ -120,10 +120,16 @@ public func runMerge(config: MergeConfig, outPath: String, options: MergeRunOpti
                     pairs[i].1 = settingPath(pairs[i].1, Array(path.dropFirst()), .int(count))
                 }
             }
+            // As mergekit's `_model_out_config`: out_dtype, else dtype, else the donor's own dtype as written,
+            // even where the method's result is another type (ramplus_tl and arcee_fusion write f32 tensors).
+            // transformers 5 saves the key as `dtype`.
             let floatTypes = Set(infos.map(\.dtype).filter(\.isFloat))
-            if let t = options.outDType ?? config.outDType ?? config.dtype ?? (floatTypes.count == 1 ? floatTypes.first : nil) {
+            let donorDType = pairs.first { $0.0 == "dtype" }?.1 ?? pairs.first { $0.0 == "torch_dtype" }?.1
+            let chosen = (options.outDType ?? config.outDType ?? config.dtype).map { JSON.string(torchDTypeName($0)) }
+                ?? donorDType ?? (floatTypes.count == 1 ? floatTypes.first.map { JSON.string(torchDTypeName($0)) } : nil)
+            if let chosen {
                 pairs.removeAll { $0.0 == "torch_dtype" }
-                set("dtype", .string(torchDTypeName(t)))
+                set("dtype", chosen)
             }
             if let v = vocabulary { set("vocab_size", .int(v.outputCount)) }
             cfg = .object(pairs)

@@ -76,4 +76,24 @@ final class OutputTests: XCTestCase {
         }
         XCTAssertEqual(outputs[0], outputs[1])
     }
+
+    /// config.json's layer count, dtype and vocab_size equal mergekit's (expected_config.json) for every
+    /// fixture case. The dtype is out_dtype, else dtype, else the donor's own, even where the tensors are
+    /// of another type (arcee_fusion-bf16 writes f32 tensors under "bfloat16", as mergekit does).
+    func testConfigJSONMatchesMergekitForEveryCase() throws {
+        let dir = Self.root + "/cases"
+        let names = try FileManager.default.contentsOfDirectory(atPath: dir).sorted()
+        XCTAssertTrue(names.contains("arcee_fusion-bf16"))
+        for name in names where FileManager.default.fileExists(atPath: "\(dir)/\(name)/expected_config.json") {
+            let config = try MergeConfig.parse(yaml: try String(contentsOfFile: "\(dir)/\(name)/config.yml", encoding: .utf8))
+            let out = temporaryPath("config-\(name)")
+            defer { try? FileManager.default.removeItem(atPath: out) }
+            _ = try runMerge(config: config, outPath: out, options: MergeRunOptions(), workingDirectory: Self.root)
+            let ours = try readJSONFile(out + "/config.json")
+            let theirs = try readJSONFile("\(dir)/\(name)/expected_config.json")
+            XCTAssertEqual(ours["num_hidden_layers"]?.int, theirs["num_hidden_layers"]?.int, "\(name): num_hidden_layers")
+            XCTAssertEqual(ours["vocab_size"]?.int, theirs["vocab_size"]?.int, "\(name): vocab_size")
+            XCTAssertEqual(ours["dtype"]?.string, theirs["dtype"]?.string ?? theirs["torch_dtype"]?.string, "\(name): dtype")
+        }
+    }
 }

@@ -19,7 +19,7 @@ public struct Karcher: MergeMethod {
         if xs.count == 1 { g.copyToOutput(0); return }
         let tol = p.double("tol"), maxIter = Int(p.double("max_iter"))
         let alphas = xs.map { _ in 1.0 / Double(xs.count) }
-        let norms = xs.map { Float(l2Norm($0)) }
+        let norms = xs.map { torchVectorNorm($0) }   // torch.linalg.vector_norm in f32, in torch's order
         // Units overwrite the inputs.
         for (k, x) in xs.enumerated() {
             if norms[k] == 0 { x.update(repeating: 0) } else { for j in x.indices { x[j] = pr.r(x[j] / norms[k]) } }
@@ -32,7 +32,7 @@ public struct Karcher: MergeMethod {
         let mean = out
         mean.update(repeating: 0)
         for (k, u) in units.enumerated() { for j in mean.indices { mean[j] = pr.r(mean[j] + pr.r(a[k] * u[j])) } }
-        let meanNorm = Float(l2Norm(mean))
+        let meanNorm = torchVectorNorm(mean)
         if Double(meanNorm) < tol { _ = mean.update(fromContentsOf: units[0]) } else { for j in mean.indices { mean[j] = pr.r(mean[j] / meanNorm) } }
         let tangentStorage = Scratch(count: g.count)
         defer { withExtendedLifetime(tangentStorage) {} }
@@ -48,14 +48,14 @@ public struct Karcher: MergeMethod {
                     tangent[j] = pr.r(tangent[j] + pr.r(coefficient * pr.r(u[j] - pr.r(c * mean[j]))))
                 }
             }
-            let tn = Float(l2Norm(tangent))
+            let tn = torchVectorNorm(tangent)
             if Double(tn) < tol { break }
             // `torch.cos(tangent_norm) * mean`: a 0-dim Float32 tensor as the *first* operand is cast to the
             // bf16 common dtype before the multiply (torch keeps a scalar's Float32 value only as the second
             // operand, as in `tangent / tangent_norm`), so cos and sin are rounded first.
             let cs = pr.r(cosf(tn)), sn = pr.r(sinf(tn))
             for j in mean.indices { mean[j] = pr.r(pr.r(cs * mean[j]) + pr.r(sn * pr.r(tangent[j] / tn))) }
-            let un = Float(l2Norm(mean))
+            let un = torchVectorNorm(mean)
             if Double(un) > tol { for j in mean.indices { mean[j] = pr.r(mean[j] / un) } }
         }
         var scale: Float = 0

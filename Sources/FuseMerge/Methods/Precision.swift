@@ -64,6 +64,27 @@ func l2Norm(_ x: UnsafeMutableBufferPointer<Float>) -> Double {
     return s.squareRoot()
 }
 
+/// ‖x‖₂ summed in torch's order, for where mergekit calls `torch.linalg.vector_norm` on a Float32 tensor and
+/// the result's last bits matter (karcher divides bf16 tensors by it, so one ulp of the norm moves values
+/// across a bf16 rounding boundary). ATen's CPU norm (ReduceOpsKernel.cpp, the p = 2 last-dim path) keeps
+/// `torchNormLanes` Float32 partial sums, adds them left to right, then the leftover elements one by one,
+/// and takes a Float32 square root. Checked against torch 2.15 on every length that is a multiple of 8 and
+/// on most others (for a few short ragged tails torch's last bit differs).
+let torchNormLanes = 8
+func torchVectorNorm(_ x: UnsafeMutableBufferPointer<Float>) -> Float {
+    var lanes = [Float](repeating: 0, count: torchNormLanes)
+    let full = x.count - x.count % torchNormLanes
+    var i = 0
+    while i < full {
+        for l in 0..<torchNormLanes { lanes[l] += x[i + l] * x[i + l] }
+        i += torchNormLanes
+    }
+    var s = lanes[0]
+    for l in 1..<torchNormLanes { s += lanes[l] }
+    while i < x.count { s += x[i] * x[i]; i += 1 }
+    return s.squareRoot()
+}
+
 func dot(_ x: UnsafeMutableBufferPointer<Float>, _ y: UnsafeMutableBufferPointer<Float>) -> Double {
     var s = 0.0
     for i in x.indices { s += Double(x[i]) * Double(y[i]) }
