@@ -30,7 +30,7 @@ public struct MultiSlerp: MergeMethod {
             w = w.map { pr.r($0 / s) }
         }
         let eps = Float(p.double("eps"))
-        let norms = xs.map { pr.r(Float(l2Norm($0))) }
+        let norms = xs.map { torchNorm($0, pr) }
         // Units overwrite the inputs.
         for (k, x) in xs.enumerated() {
             let d = pr.r(norms[k] + eps)
@@ -44,7 +44,7 @@ public struct MultiSlerp: MergeMethod {
             for k in xs.indices { s += pr.r(xs[k][j] * w[k]) }
             mean[j] = pr.r(s)
         }
-        let meanNorm = pr.r(Float(l2Norm(mean)))
+        let meanNorm = torchNorm(mean, pr)
         if meanNorm < eps {
             guard xs.count == 2 else {
                 throw MergeError.method(name: name, tensor: g.name, message: "the weighted sum of the inputs is zero (antipodal inputs with balancing weights); use different weights")
@@ -69,7 +69,7 @@ public struct MultiSlerp: MergeMethod {
             for k in xs.indices { s += pr.r(pr.r(xs[k][j] - pr.r(dots[k] * mean[j])) * w[k]) }
             tangent[j] = pr.r(s)
         }
-        let tn = pr.r(pr.r(Float(l2Norm(tangent))) + eps)
+        let tn = pr.r(torchNorm(tangent, pr) + eps)
         let cosT = pr.r(cosf(tn)), sinOverT = pr.r(pr.r(sinf(tn)) / tn)
         var avg: Float = 0
         for k in xs.indices { avg += pr.r(norms[k] * w[k]) }

@@ -70,19 +70,85 @@ func l2Norm(_ x: UnsafeMutableBufferPointer<Float>) -> Double {
 /// `torchNormLanes` Float32 partial sums, adds them left to right, then the leftover elements one by one,
 /// and takes a Float32 square root. Checked against torch 2.15 on every length that is a multiple of 8 and
 /// on most others (for a few short ragged tails torch's last bit differs).
+/// A norm over a strided vector (`torch.norm(x, dim=0)` of a row-major matrix, one column) is summed
+/// top to bottom in Float32: torch vectorises across the columns instead.
 let torchNormLanes = 8
-func torchVectorNorm(_ x: UnsafeMutableBufferPointer<Float>) -> Float {
+func torchVectorNorm(_ x: UnsafeMutableBufferPointer<Float>, start: Int = 0, count: Int? = nil, stride: Int = 1) -> Float {
+    let n = count ?? x.count
+    if stride != 1 {
+        var s: Float = 0
+        for i in 0..<n { let v = x[start + i * stride]; s += v * v }
+        return s.squareRoot()
+    }
     var lanes = [Float](repeating: 0, count: torchNormLanes)
-    let full = x.count - x.count % torchNormLanes
+    let full = n - n % torchNormLanes
     var i = 0
     while i < full {
-        for l in 0..<torchNormLanes { lanes[l] += x[i + l] * x[i + l] }
+        for l in 0..<torchNormLanes { let v = x[start + i + l]; lanes[l] += v * v }
         i += torchNormLanes
     }
     var s = lanes[0]
     for l in 1..<torchNormLanes { s += lanes[l] }
-    while i < x.count { s += x[i] * x[i]; i += 1 }
+    while i < n { let v = x[start + i]; s += v * v; i += 1 }
     return s.squareRoot()
+}
+
+/// `x.sum()` of a contiguous Float32 vector in torch's order (ATen SumKernel.cpp `cascade_sum`, one
+/// thread): the elements as vectors of `torchNormLanes`, those summed by `torchRowSum` (4 interleaved
+/// accumulators, each a 4-level cascade); the leftover elements are summed from 0, then the lanes are
+/// added to that left to right. Checked against torch 2.15 up to 32768 elements; above that torch splits
+/// the sum between threads, so its own result depends on the thread count.
+func torchSum(_ x: UnsafeMutableBufferPointer<Float>) -> Float {
+    let lanes = torchNormLanes, n = x.count
+    guard n >= lanes else { return torchRowSum(count: n, width: 1) { i, _ in x[i] }[0] }
+    let vectors = n / lanes
+    let partial = torchRowSum(count: vectors, width: lanes) { i, l in x[i * lanes + l] }
+    var total: Float = 0
+    for k in (vectors * lanes)..<n { total += x[k] }
+    for l in 0..<lanes { total += partial[l] }
+    return total
+}
+
+/// ATen's `row_sum`: `count` elements of `width` lanes each, read through `load(element, lane)`, summed as
+/// rows of `ilp` = 4 by `multi_row_sum`; leftovers go to the first accumulator, then the four are added.
+func torchRowSum(count: Int, width: Int, _ load: (Int, Int) -> Float) -> [Float] {
+    let ilp = 4, levels = 4
+    let rows = count / ilp
+    // multi_row_sum: acc[level][k][lane]; every `step` rows level 0 is carried up the cascade.
+    let power = max(4, ceilLog2(rows) / levels), step = 1 << power, mask = step - 1
+    var acc = [Float](repeating: 0, count: levels * ilp * width)
+    @inline(__always) func at(_ level: Int, _ k: Int, _ l: Int) -> Int { (level * ilp + k) * width + l }
+    var i = 0
+    while i + step <= rows {
+        for _ in 0..<step {
+            for k in 0..<ilp { for l in 0..<width { acc[at(0, k, l)] += load(i * ilp + k, l) } }
+            i += 1
+        }
+        for level in 1..<levels {
+            for k in 0..<ilp { for l in 0..<width { acc[at(level, k, l)] += acc[at(level - 1, k, l)]; acc[at(level - 1, k, l)] = 0 } }
+            if i & (mask << (level * power)) != 0 { break }
+        }
+    }
+    while i < rows {
+        for k in 0..<ilp { for l in 0..<width { acc[at(0, k, l)] += load(i * ilp + k, l) } }
+        i += 1
+    }
+    for level in 1..<levels { for k in 0..<ilp { for l in 0..<width { acc[at(0, k, l)] += acc[at(level, k, l)] } } }
+    var result = (0..<width).map { acc[at(0, 0, $0)] }
+    for e in (rows * ilp)..<count { for l in 0..<width { result[l] += load(e, l) } }
+    for k in 1..<ilp { for l in 0..<width { result[l] += acc[at(0, k, l)] } }
+    return result
+}
+
+/// c10's CeilLog2 (1 for x <= 2).
+func ceilLog2(_ x: Int) -> Int {
+    x <= 2 ? 1 : (Int.bitWidth - (x - 1).leadingZeroBitCount)
+}
+
+/// `torch.norm` of a tensor held in precision `pr`: torch's own order in Float32; for bf16/f16 the exactly
+/// rounded norm, which torch's Float32-accumulated result rounds to the same half value in practice.
+func torchNorm(_ x: UnsafeMutableBufferPointer<Float>, _ pr: Precision) -> Float {
+    pr == .f32 ? torchVectorNorm(x) : pr.r(Float(l2Norm(x)))
 }
 
 func dot(_ x: UnsafeMutableBufferPointer<Float>, _ y: UnsafeMutableBufferPointer<Float>) -> Double {

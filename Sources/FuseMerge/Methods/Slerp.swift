@@ -15,6 +15,8 @@ public struct Slerp: MergeMethod {
 
     /// mergekit's DOT_THRESHOLD: above this |cos| the vectors count as collinear.
     static let dotThreshold: Float = 0.9995
+    /// mergekit's _CHUNK_ELEMENTS (slerp.py): norms are taken per chunk of this many elements, then combined.
+    static let normChunk = 1024 * 1024
     /// Norms at or below this are treated as 1 (the vector is left unnormalised).
     static let normEpsilon: Double = 1e-8
 
@@ -25,12 +27,30 @@ public struct Slerp: MergeMethod {
         let a = g.inputs[bi], b = g.inputs[oi], out = g.output, pr = g.precision
         let t = Float(p.double("t"))
         if g.count == 0 { return }
-        var na = Float(l2Norm(a)), nb = Float(l2Norm(b))
+        // torch.linalg.vector_norm per chunk of `normChunk` elements, then over the chunk norms (slerp.py):
+        // near-parallel vectors make the coefficients sensitive to the norms' last bits.
+        func chunkedNorm(_ x: UnsafeMutableBufferPointer<Float>) -> Float {
+            var parts: [Float] = []
+            for start in stride(from: 0, to: x.count, by: Self.normChunk) {
+                parts.append(torchVectorNorm(UnsafeMutableBufferPointer(rebasing: x[start..<min(x.count, start + Self.normChunk)])))
+            }
+            return parts.withUnsafeMutableBufferPointer { torchVectorNorm($0) }
+        }
+        var na = chunkedNorm(a), nb = chunkedNorm(b)
         if !(Double(na) > Self.normEpsilon) { na = 1 }
         if !(Double(nb) > Self.normEpsilon) { nb = 1 }
-        var d = 0.0
-        for j in a.indices { d += Double(a[j] / na) * Double(b[j] / nb) }
-        let c = min(max(Float(d), -1), 1)
+        // dot = Σ (a/‖a‖)(b/‖b‖) per chunk with torch's summation order, then over the chunks.
+        let productStorage = Scratch(count: min(g.count, Self.normChunk), zeroed: false)
+        defer { withExtendedLifetime(productStorage) {} }
+        var chunkDots: [Float] = []
+        for start in stride(from: 0, to: g.count, by: Self.normChunk) {
+            let m = min(g.count - start, Self.normChunk)
+            let products = UnsafeMutableBufferPointer(rebasing: productStorage.buffer[0..<m])
+            for j in 0..<m { products[j] = (a[start + j] / na) * (b[start + j] / nb) }
+            chunkDots.append(torchSum(products))
+        }
+        let d = chunkDots.withUnsafeMutableBufferPointer { torchSum($0) }
+        let c = min(max(d, -1), 1)
         let linear = abs(c) > Self.dotThreshold
         let theta = acosf(linear ? 0 : c)
         let sinTheta = sinf(theta)
