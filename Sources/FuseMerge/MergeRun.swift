@@ -123,6 +123,18 @@ public func runMerge(config: MergeConfig, outPath: String, options: MergeRunOpti
             // As mergekit's `_model_out_config`: out_dtype, else dtype, else the donor's own dtype as written,
             // even where the method's result is another type (ramplus_tl and arcee_fusion write f32 tensors).
             // transformers 5 saves the key as `dtype`.
+            // transformers 5 refuses a config whose `layer_types` (Qwen2, Qwen3, Gemma...) does not have one
+            // entry per layer. mergekit 0.1.5 leaves the list as it is and fails to save such a config; the
+            // output layers of a slices merge take the donor's entries at their source layer indices.
+            if let slices = config.slices, let i = pairs.firstIndex(where: { $0.0 == "layer_types" }),
+               case let .array(types) = pairs[i].1, !types.isEmpty, types.count != plan.layerCount {
+                var rebuilt: [JSON] = []
+                for slice in slices {
+                    guard let r = slice.sources.first?.layerRange else { continue }
+                    for layer in r.start..<r.end { rebuilt.append(types[min(layer, types.count - 1)]) }
+                }
+                if rebuilt.count == plan.layerCount { pairs[i].1 = .array(rebuilt) }
+            }
             let floatTypes = Set(infos.map(\.dtype).filter(\.isFloat))
             let donorDType = pairs.first { $0.0 == "dtype" }?.1 ?? pairs.first { $0.0 == "torch_dtype" }?.1
             let chosen = (options.outDType ?? config.outDType ?? config.dtype).map { JSON.string(torchDTypeName($0)) }

@@ -352,6 +352,12 @@ public struct MergePlanner {
             levels.append(("modules.\(m.name).parameters", m.module.parameters))
             add("modules.\(m.name).", models: m.module.models, slices: m.module.slices)
         }
+        let shared = Set(method.parameters.filter { $0.scope == .shared }.map(\.name))
+        for (path, settings) in levels where path.hasSuffix("].parameters") && (path.contains("models[") || path.contains("sources[")) {
+            for name in settings.keys.sorted() where shared.contains(name) {
+                warnings.append("\(path).\(name): '\(name)' applies to the whole merge, so a value under one model's parameters is ignored (as in mergekit); move it under parameters")
+            }
+        }
         for (path, settings) in levels {
             for name in settings.keys.sorted() where !known.contains(name) {
                 if let guess = didYouMean(name, among: known) {
@@ -476,7 +482,9 @@ public struct MergePlanner {
         case .absent: return nil
         case .required:
             throw MergeError.config(path: model.map { keyPath(of: $0, in: config).replacingOccurrences(of: ".model", with: "") + ".parameters.\(spec.name)" } ?? "parameters.\(spec.name)", line: nil,
-                                    message: "\(method.name) needs '\(spec.name)'\(model.map { " for \($0)" } ?? "") (tensor \(tensor)); set it per model or under top-level parameters")
+                                    message: "\(method.name) needs '\(spec.name)'\(model.map { " for \($0)" } ?? "") (tensor \(tensor)); "
+                                        + (spec.scope == .shared ? "set it under the top-level (or a slice's or module's) parameters: a method-wide parameter under a model's parameters is ignored, as in mergekit"
+                                                                 : "set it per model or under top-level parameters"))
         }
     }
 }

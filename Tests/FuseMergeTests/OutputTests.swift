@@ -96,4 +96,27 @@ final class OutputTests: XCTestCase {
             XCTAssertEqual(ours["dtype"]?.string, theirs["dtype"]?.string ?? theirs["torch_dtype"]?.string, "\(name): dtype")
         }
     }
+
+    /// A slices merge that changes the layer count rewrites `layer_types` to one entry per output layer,
+    /// taken from the source layers (mergekit 0.1.5 fails to save such a config under transformers 5).
+    func testLayerTypesFollowTheSlices() throws {
+        let model = temporaryPath("layer-types-model")
+        let out = temporaryPath("layer-types-out")
+        defer { try? FileManager.default.removeItem(atPath: model); try? FileManager.default.removeItem(atPath: out) }
+        try FileManager.default.createDirectory(atPath: model, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: Self.root + "/models/a-f32/model.safetensors", toPath: model + "/model.safetensors")
+        guard case var .object(pairs) = try readJSONFile(Self.root + "/models/a-f32/config.json") else { return XCTFail("config.json") }
+        pairs.append(("layer_types", .array([.string("sliding_attention"), .string("full_attention")])))
+        try JSON.object(pairs).serialized(indent: 2).write(toFile: model + "/config.json", atomically: true, encoding: .utf8)
+        let config = try MergeConfig.parse(yaml: """
+            merge_method: passthrough
+            slices:
+              - sources: [{model: \(model), layer_range: [0, 2]}]
+              - sources: [{model: \(model), layer_range: [1, 2]}]
+            """)
+        _ = try runMerge(config: config, outPath: out, options: MergeRunOptions(), workingDirectory: Self.root)
+        let cfg = try readJSONFile(out + "/config.json")
+        XCTAssertEqual(cfg["num_hidden_layers"]?.int, 3)
+        XCTAssertEqual(cfg["layer_types"]?.array?.compactMap(\.string), ["sliding_attention", "full_attention", "full_attention"])
+    }
 }

@@ -148,4 +148,34 @@ final class PlanTests: XCTestCase {
         XCTAssertEqual(promote([.bf16, .f16]), .f32)
         XCTAssertEqual(promote([.f32, .bf16]), .f32)
     }
+
+    /// A method-wide parameter (slerp's t) under one model's parameters is ignored, as mergekit ignores it:
+    /// alone it leaves t missing (the error says where t belongs), beside a global t it earns a warning.
+    func testSharedParameterUnderAModelIsIgnoredWithAWarning() throws {
+        let a = try model(layers: 2), b = try model(layers: 2)
+        let sources = [ModelReference(path: "a"): a, ModelReference(path: "b"): b]
+        let alone = try MergeConfig.parse(yaml: """
+        merge_method: slerp
+        base_model: a
+        models:
+          - model: a
+          - model: b
+            parameters: {t: 0.3}
+        """)
+        XCTAssertThrowsError(try MergePlanner(config: alone, sources: sources).plan()) {
+            XCTAssertTrue("\($0)".contains("parameters.t") && "\($0)".contains("top-level"), "\($0)")
+        }
+        let both = try MergeConfig.parse(yaml: """
+        merge_method: slerp
+        base_model: a
+        models:
+          - model: a
+          - model: b
+            parameters: {t: 0.3}
+        parameters: {t: 0.7}
+        """)
+        let plan = try MergePlanner(config: both, sources: sources).plan()
+        XCTAssertEqual(plan.entries[0].parameters.shared["t"]?.numericValue, 0.7)
+        XCTAssertTrue(plan.warnings.contains { $0.contains("models[1].parameters.t") }, "\(plan.warnings)")
+    }
 }

@@ -25,6 +25,7 @@ Usage (repository root):
   python3 Tools/checks/merge_random.py --fusekit .build/release/fusekit --cases 100 --seed 1 [--methods ties slerp]
   [--keep DIR]   keep every disagreeing case (models, config.yml, both outputs) under DIR
   [--tokenizers] also draw tokenizer_source in some cases
+  [--invalid 0.3] give that fraction of cases one edit mergekit refuses (or quietly accepts): both must agree
 Statuses: ok; ulp (Float32 arithmetic rounded to a half type at the end, some elements one ulp apart:
 see compare_tensors); both-reject; mk-crash (mergekit 0.1.5 fails to save config.json when slices change the
 layer count of a Qwen2 config under transformers 5; FuseKit's output is fine); FAIL; FAIL-mixed (inputs of
@@ -406,6 +407,69 @@ def make_slices(method, r, s, paths, names, base, spec, gp, notes):
     return slices
 
 
+# MARK: - Configs meant to be refused (or accepted against expectation)
+
+BASE_REQUIRED = TA_FAMILY | {"sce", "ram", "ramplus_tl", "slerp", "model_stock", "nearswap", "arcee_fusion"}
+
+
+def mutate(cfg, method, r, s):
+    """One edit that mergekit 0.1.5 refuses (or, for the last few, that it quietly accepts). Returns a label."""
+    models = cfg.get("models")
+    edits = ["unknown_method", "bad_dtype", "bad_layer_range"]
+    if method in BASE_REQUIRED and "base_model" in cfg and models:
+        edits.append("no_base")
+    if method in ("linear", "task_arithmetic", "ties") and models:
+        edits.append("missing_weight")
+    if method == "slerp" and models:
+        edits += ["three_models", "t_under_model"]
+    if method in ("ties",) and models:
+        edits.append("zero_density")
+    if method in ("della", "della_linear") and models:
+        edits.append("della_epsilon")
+    if method == "model_stock" and models and len(models) >= 2:
+        edits.append("one_model")
+    edits += ["unknown_parameter", "unknown_key"]
+    edit = r.choice(edits)
+    if edit == "unknown_method":
+        cfg["merge_method"] = method.replace("_", "-") if "_" in method else method + "s"
+    elif edit == "bad_dtype":
+        cfg["dtype"] = r.choice(["float8", "int8", "bf32"])
+    elif edit == "bad_layer_range":
+        src = {"model": (cfg.get("base_model") or (models or cfg["slices"][0]["sources"])[0]["model"]),
+               "layer_range": r.choice([[2, 1], [0, s.layers + 1], [1, 1]])}
+        cfg.pop("models", None)
+        cfg["slices"] = [{"sources": [src]}]
+    elif edit == "no_base":
+        base = cfg.pop("base_model")
+        cfg["models"] = [m for m in models if m["model"] != base]
+    elif edit == "missing_weight":
+        for m in models:
+            m.get("parameters", {}).pop("weight", None)
+        cfg.get("parameters", {}).pop("weight", None)
+    elif edit == "three_models":
+        models.append({"model": models[-1]["model"].replace("/a", "/b") if models[-1]["model"].endswith("/a") else models[0]["model"]})
+    elif edit == "t_under_model":
+        t = cfg.get("parameters", {}).pop("t", 0.5)
+        models[-1].setdefault("parameters", {})["t"] = t
+        if not cfg.get("parameters"):
+            cfg.pop("parameters", None)
+    elif edit == "zero_density":
+        for m in models:
+            if m["model"] != cfg.get("base_model"):
+                m.setdefault("parameters", {})["density"] = 0.001
+    elif edit == "della_epsilon":
+        for m in models:
+            if m["model"] != cfg.get("base_model"):
+                m.setdefault("parameters", {}).update(density=0.5, epsilon=0.6)
+    elif edit == "one_model":
+        cfg["models"] = [m for m in models if m["model"] == cfg["base_model"]] + [m for m in models if m["model"] != cfg["base_model"]][:1]
+    elif edit == "unknown_parameter":
+        cfg.setdefault("parameters", {})["densty"] = 0.5
+    elif edit == "unknown_key":
+        cfg["merge_methd"] = method
+    return edit
+
+
 # MARK: - Running both tools
 
 def run_mergekit(config_path, out, copy_tokenizer):
@@ -587,6 +651,8 @@ def one_case(index, method, args, work_root):
     if tokenizers:
         merged = [m["model"] for m in cfg.get("models", [])] or [x["model"] for sl in cfg["slices"] for x in sl["sources"]]
         cfg["tokenizer_source"] = r.choice(["base", "union", r.choice(merged)])
+    if args.invalid and r.random() < args.invalid:
+        notes.append("edit " + mutate(cfg, method, r, s))
     config_path = os.path.join(work, "config.yml")
     with open(config_path, "w") as f:
         yaml.safe_dump(cfg, f, sort_keys=False)
@@ -647,6 +713,7 @@ def main():
     ap.add_argument("--methods", nargs="*", default=METHODS)
     ap.add_argument("--keep", default=None, help="keep disagreeing cases under this folder")
     ap.add_argument("--tokenizers", action="store_true")
+    ap.add_argument("--invalid", type=float, default=0.0, help="fraction of cases given one edit mergekit refuses (mutate())")
     ap.add_argument("--first", type=int, default=0, help="index of the first case (to rerun one case)")
     args = ap.parse_args()
     args.fusekit = os.path.abspath(args.fusekit)
