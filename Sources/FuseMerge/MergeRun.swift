@@ -93,7 +93,7 @@ public func runMerge(config: MergeConfig, outPath: String, options: MergeRunOpti
     }
     var vocabulary: VocabularyAlignment?
     if let source = config.tokenizer?.source ?? config.tokenizerSource {
-        let v = try VocabularyAlignment.build(source: source, config: config, plan: plan, sources: ordered)
+        let v = try VocabularyAlignment.build(source: source, config: config, plan: plan, sources: ordered, workingDirectory: workingDirectory)
         plan = v.adjust(plan)
         vocabulary = v
     }

@@ -32,7 +32,13 @@ final class VocabularyAlignment: RowMapper, @unchecked Sendable {
 
     /// id -> token of a model's tokenizer.json (vocab plus added tokens), ids below `limit` only.
     static func vocabulary(of source: ModelSource, model: String) throws -> (tokens: [Int: String], json: JSON) {
-        guard let folder = source.folderPath else {
+        try vocabulary(folder: source.folderPath, vocabSize: source.modelConfig?["vocab_size"]?.int, model: model)
+    }
+
+    /// The same from a folder; `vocabSize` nil keeps every token (mergekit loads a `tokenizer_source` model's
+    /// tokenizer whole, where the base's is stripped to its config's vocab_size).
+    static func vocabulary(folder: String?, vocabSize: Int?, model: String) throws -> (tokens: [Int: String], json: JSON) {
+        guard let folder else {
             throw MergeError.unsupported("tokenizer_source needs HF folders with tokenizer.json; '\(model)' is not one")
         }
         let path = folder + "/tokenizer.json"
@@ -48,20 +54,26 @@ final class VocabularyAlignment: RowMapper, @unchecked Sendable {
         for added in json["added_tokens"]?.array ?? [] {
             if let id = added["id"]?.int, let t = added["content"]?.string { tokens[id] = t }
         }
-        let limit = source.modelConfig?["vocab_size"]?.int ?? Int.max
+        let limit = vocabSize ?? Int.max
         return (tokens.filter { $0.key < limit }, json)
     }
 
-    static func build(source: TokenizerSource, config: MergeConfig, plan: MergePlan, sources: [ModelSource]) throws -> VocabularyAlignment {
+    static func build(source: TokenizerSource, config: MergeConfig, plan: MergePlan, sources: [ModelSource],
+                      workingDirectory: String = FileManager.default.currentDirectoryPath) throws -> VocabularyAlignment {
         let baseIndex = config.baseModel.flatMap { plan.models.firstIndex(of: $0) }
-        let donorIndex: Int
-        switch source {
-        case .base, .union: donorIndex = baseIndex ?? 0
-        case let .model(ref):
-            guard let i = plan.models.firstIndex(of: ref) else {
-                throw MergeError.config(path: "tokenizer_source", line: nil, message: "'\(ref)' is not one of the merged models")
+        var donorIndex = baseIndex ?? 0
+        // A named source gives the output vocabulary whole; it may be a model outside the merge (its folder
+        // is read for its tokenizer only), as mergekit's build_tokenizer allows.
+        var named: (tokens: [Int: String], json: JSON, folder: String)?
+        if case let .model(ref) = source {
+            if let i = plan.models.firstIndex(of: ref) { donorIndex = i }
+            let folder = ref.path.hasPrefix("/") ? ref.path : workingDirectory + "/" + ref.path
+            guard FileManager.default.fileExists(atPath: folder + "/tokenizer.json") else {
+                throw MergeError.config(path: config.tokenizer != nil ? "tokenizer.source" : "tokenizer_source", line: nil,
+                                        message: "'\(ref)' has no tokenizer.json (FuseKit aligns vocabularies through tokenizer.json)")
             }
-            donorIndex = i
+            let v = try vocabulary(folder: folder, vocabSize: nil, model: ref.description)
+            named = (v.tokens, v.json, folder)
         }
         var vocabularies: [[Int: String]] = [], addedTokenIDs: [Set<Int>] = []
         var donorJSON: JSON?
@@ -71,7 +83,8 @@ final class VocabularyAlignment: RowMapper, @unchecked Sendable {
             addedTokenIDs.append(Set((v.json["added_tokens"]?.array ?? []).compactMap { $0["id"]?.int }))
             if k == donorIndex { donorJSON = v.json }
         }
-        var tokens = vocabularies[donorIndex].sorted { $0.key < $1.key }.map(\.value)
+        if let named { donorJSON = named.json }
+        var tokens = (named?.tokens ?? vocabularies[donorIndex]).sorted { $0.key < $1.key }.map(\.value)
         var added: [String] = []
         if case .union = source {
             // mergekit `build_union_tokenizer`: every model's regular tokens missing from the base, model
@@ -100,7 +113,7 @@ final class VocabularyAlignment: RowMapper, @unchecked Sendable {
         var json = donorJSON
         if !added.isEmpty, case var .object(pairs)? = json {
             var list = json?["added_tokens"]?.array ?? []
-            let firstNew = vocabularies[donorIndex].keys.max().map { $0 + 1 } ?? 0
+            let firstNew = (named?.tokens ?? vocabularies[donorIndex]).keys.max().map { $0 + 1 } ?? 0
             for (k, t) in added.enumerated() {
                 list.append(.object([("id", .int(firstNew + k)), ("content", .string(t)), ("single_word", .bool(false)),
                                      ("lstrip", .bool(false)), ("rstrip", .bool(false)), ("normalized", .bool(false)), ("special", .bool(false))]))
@@ -109,7 +122,7 @@ final class VocabularyAlignment: RowMapper, @unchecked Sendable {
             json = .object(pairs)
         }
         return VocabularyAlignment(tokens: tokens, outputCount: count, maps: maps, baseModel: baseIndex,
-                                   tokenizerJSON: json, tokenizerFolder: sources[donorIndex].folderPath, forced: forced)
+                                   tokenizerJSON: json, tokenizerFolder: named?.folder ?? sources[donorIndex].folderPath, forced: forced)
     }
 
     /// The plan with every token-indexed tensor resized to the output vocabulary.

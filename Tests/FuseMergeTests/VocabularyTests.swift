@@ -99,7 +99,7 @@ final class VocabularyFixtureTests: XCTestCase {
     }
 
     func testVocabularyCasesMatchMergekitByToken() throws {
-        let cases = ["vocab_union-f32", "vocab_base-f32", "vocab_model-f32"]
+        let cases = ["vocab_union-f32", "vocab_base-f32", "vocab_model-f32", "vocab_outside-f32"]
         for name in cases {
             let dir = Self.root + "/cases/" + name
             guard FileManager.default.fileExists(atPath: dir + "/expected_tokenizer.json") else {

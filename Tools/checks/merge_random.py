@@ -26,7 +26,8 @@ Usage (repository root):
   [--keep DIR]   keep every disagreeing case (models, config.yml, both outputs) under DIR
   [--tokenizers] also draw tokenizer_source in some cases
   [--invalid 0.3] give that fraction of cases one edit mergekit refuses (or quietly accepts): both must agree
-Statuses: ok; ulp (Float32 arithmetic rounded to a half type at the end, some elements one ulp apart:
+Statuses: ok; strict (an --invalid edit mergekit ignores and FuseKit refuses on purpose: STRICT_EDITS);
+ulp (Float32 arithmetic rounded to a half type at the end, some elements one ulp apart:
 see compare_tensors); both-reject; mk-crash (mergekit 0.1.5 fails to save config.json when slices change the
 layer count of a Qwen2 config under transformers 5; FuseKit's output is fine); FAIL; FAIL-mixed (inputs of
 different dtypes and no `dtype:`: mergekit promotes op by op, FuseKit computes in the promoted type).
@@ -412,6 +413,11 @@ def make_slices(method, r, s, paths, names, base, spec, gp, notes):
 BASE_REQUIRED = TA_FAMILY | {"sce", "ram", "ramplus_tl", "slerp", "model_stock", "nearswap", "arcee_fusion"}
 
 
+# Edits mergekit quietly accepts and FuseKit refuses on purpose: a misspelt key ("did you mean"), a
+# parameter name one edit away from the method's own, a reversed layer_range (mergekit plans -1 layers).
+STRICT_EDITS = {"edit unknown_key", "edit unknown_parameter", "edit bad_layer_range"}
+
+
 def mutate(cfg, method, r, s):
     """One edit that mergekit 0.1.5 refuses (or, for the last few, that it quietly accepts). Returns a label."""
     models = cfg.get("models")
@@ -446,8 +452,11 @@ def mutate(cfg, method, r, s):
         for m in models:
             m.get("parameters", {}).pop("weight", None)
         cfg.get("parameters", {}).pop("weight", None)
-    elif edit == "three_models":
-        models.append({"model": models[-1]["model"].replace("/a", "/b") if models[-1]["model"].endswith("/a") else models[0]["model"]})
+    elif edit == "three_models":   # a third, distinct model: a copy of the other one under another path
+        src = models[-1]["model"]
+        dst = src + "-copy"
+        shutil.copytree(src, dst)
+        models.append({"model": dst})
     elif edit == "t_under_model":
         t = cfg.get("parameters", {}).pop("t", 0.5)
         models[-1].setdefault("parameters", {})["t"] = t
@@ -678,6 +687,8 @@ def one_case(index, method, args, work_root):
             result.update(status="both-reject", mergekit=mk_error, fusekit=fk_msg.splitlines()[-1] if fk_msg else "")
         elif mk_error is not None:
             result.update(status="FAIL", problems=[f"mergekit rejects ({mk_error}) but fusekit accepts"])
+        elif any(n in notes for n in STRICT_EDITS) and ("did you mean" in fk_msg or "layer_range" in fk_msg):
+            result.update(status="strict", mergekit="accepted", fusekit=fk_msg.splitlines()[-1] if fk_msg else "")
         else:
             result.update(status="FAIL", problems=[f"fusekit rejects but mergekit accepts: {fk_msg[-400:]}"])
         return result
@@ -731,14 +742,14 @@ def main():
         except Exception:
             res = {"index": i, "method": method, "status": "FAIL", "problems": ["harness error: " + traceback.format_exc()[-600:]],
                    "work": os.path.join(work_root, f"case{i:04d}-{method}"), "notes": [], "shape": ""}
-        t = tally.setdefault(method, {"ok": 0, "ulp": 0, "both-reject": 0, "mk-crash": 0, "FAIL": 0, "FAIL-mixed": 0})
+        t = tally.setdefault(method, {"ok": 0, "ulp": 0, "both-reject": 0, "strict": 0, "mk-crash": 0, "FAIL": 0, "FAIL-mixed": 0})
         t[res["status"]] += 1
         line = f"[{i:4d}] {method:17s} {res['status']:11s} {res.get('shape', '')} {'; '.join(res.get('notes', []))}"
         if "worst_rel" in res:
             line += f" rel {res['worst_rel']:.1e} eq {res['bit_equal'] * 100:.2f}%"
         if res["status"] == "ulp":
             line += "\n        " + res["ulps"][0]
-        if res["status"] == "both-reject":
+        if res["status"] in ("both-reject", "strict"):
             line += f"\n        mergekit: {res['mergekit'][:200]}\n        fusekit:  {res['fusekit'][:200]}"
         print(line, flush=True)
         if res["status"] == "FAIL":
@@ -748,9 +759,10 @@ def main():
                 print("        " + p, flush=True)
         if not res["status"].startswith("FAIL") or not args.keep:
             shutil.rmtree(res["work"], ignore_errors=True)
-    print("\nmethod             ok  ulp  both-reject  mk-crash  FAIL  FAIL-mixed(inputs of mixed dtypes)")
+    print("\nmethod             ok  ulp  both-reject  strict  mk-crash  FAIL  FAIL-mixed")
     for m, t in sorted(tally.items()):
-        print(f"{m:17s} {t['ok']:4d} {t['ulp']:4d} {t['both-reject']:12d} {t['mk-crash']:9d} {t['FAIL']:5d} {t['FAIL-mixed']:6d}")
+        print(f"{m:17s} {t['ok']:4d} {t['ulp']:4d} {t['both-reject']:12d} {t['strict']:7d} {t['mk-crash']:9d} {t['FAIL']:5d} {t['FAIL-mixed']:10d}")
+    print("total", {k: sum(t[k] for t in tally.values()) for k in next(iter(tally.values()))})
     if not args.keep:
         shutil.rmtree(work_root, ignore_errors=True)
     sys.exit(1 if failures else 0)
