@@ -655,11 +655,11 @@ def one_case(index, method, args, work_root):
     cfg, more = make_config(method, r, s, paths, names, base_mode)
     notes += more
     # Without base_model mergekit's tokenizer "base" is referenced_models()[0], a Python set's first element
-    # (arbitrary), so vocabularies are only drawn with a base; a named source is one of the merged models.
+    # (arbitrary), so vocabularies are only drawn with a base; a named source may be a model outside the merge.
     tokenizers = tokenizers and "base_model" in cfg
     if tokenizers:
         merged = [m["model"] for m in cfg.get("models", [])] or [x["model"] for sl in cfg["slices"] for x in sl["sources"]]
-        cfg["tokenizer_source"] = r.choice(["base", "union", r.choice(merged)])
+        cfg["tokenizer_source"] = r.choice(["base", "union", r.choice(merged), paths[r.choice(names)]])
     if args.invalid and r.random() < args.invalid:
         notes.append("edit " + mutate(cfg, method, r, s))
     config_path = os.path.join(work, "config.yml")

@@ -38,12 +38,12 @@ public struct ModelStock: MergeMethod {
             for i in 0..<offsets.count {
                 for k in (i + 1)..<max(i + 1, offsets.count) where k < offsets.count {
                     let x = offsets[i].buffer, y = offsets[k].buffer
-                    var nx = 0.0, ny = 0.0, d = 0.0
-                    for j in start..<(start + cols) {
-                        nx += Double(x[j]) * Double(x[j]); ny += Double(y[j]) * Double(y[j])
-                        d += Double(pr.r(x[j] * y[j]))
-                    }
-                    let normProduct = pr.r(pr.r(Float(nx.squareRoot())) * pr.r(Float(ny.squareRoot())))
+                    var d = 0.0
+                    for j in start..<(start + cols) { d += Double(pr.r(x[j] * y[j])) }
+                    // torch.norm(·, dim=-1) in torch's summation order (Precision.swift), rounded to the dtype
+                    let nx = torchNorm(x, pr, start: start, count: cols)
+                    let ny = torchNorm(y, pr, start: start, count: cols)
+                    let normProduct = pr.r(nx * ny)
                     cosines.append(min(max(pr.r(pr.r(Float(d)) / pr.r(max(normProduct, 1e-6))), -1), 1))
                 }
             }

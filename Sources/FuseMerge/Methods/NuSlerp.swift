@@ -46,15 +46,9 @@ public struct NuSlerp: MergeMethod {
         let colinearLimit = 1e-16
         parallelFor(count: vectors.count, chunkSize: 1) { k, _ in
             let s = vectors.start(k), m = vectors.length, st = vectors.stride
-            let raw0: Float, raw1: Float
-            if pr == .f32 {   // torch's summation order: near-parallel rows make the result sensitive to the last bit
-                raw0 = torchVectorNorm(v0, start: s, count: m, stride: st)
-                raw1 = torchVectorNorm(v1, start: s, count: m, stride: st)
-            } else {
-                var n0 = 0.0, n1 = 0.0
-                for i in 0..<m { let a = Double(v0[s + i * st]), b = Double(v1[s + i * st]); n0 += a * a; n1 += b * b }
-                raw0 = pr.r(Float(n0.squareRoot())); raw1 = pr.r(Float(n1.squareRoot()))
-            }
+            // torch's summation order: near-parallel rows make the result sensitive to the norms' last bits.
+            let raw0 = torchNorm(v0, pr, start: s, count: m, stride: st)
+            let raw1 = torchNorm(v1, pr, start: s, count: m, stride: st)
             let norm0 = pr.r(max(raw0, 1e-7)), norm1 = pr.r(max(raw1, 1e-7))
             var c = 0.0
             for i in 0..<m { c += Double(pr.r(pr.r(v0[s + i * st] / norm0) * pr.r(v1[s + i * st] / norm1))) }

@@ -73,15 +73,18 @@ func l2Norm(_ x: UnsafeMutableBufferPointer<Float>) -> Double {
 /// A norm over a strided vector (`torch.norm(x, dim=0)` of a row-major matrix, one column) is summed
 /// top to bottom in Float32: torch vectorises across the columns instead.
 let torchNormLanes = 8
-func torchVectorNorm(_ x: UnsafeMutableBufferPointer<Float>, start: Int = 0, count: Int? = nil, stride: Int = 1) -> Float {
+/// `block`: the main loop covers whole multiples of it (8 for Float32; 16 for bf16/f16, whose vectors hold
+/// 16 elements that torch widens into two Float32 vectors added to the same 8 partial sums).
+func torchVectorNorm(_ x: UnsafeMutableBufferPointer<Float>, start: Int = 0, count: Int? = nil, stride: Int = 1, block: Int = 8,
+                     sequential: Bool = false) -> Float {
     let n = count ?? x.count
-    if stride != 1 {
+    if stride != 1 || sequential {
         var s: Float = 0
         for i in 0..<n { let v = x[start + i * stride]; s += v * v }
         return s.squareRoot()
     }
     var lanes = [Float](repeating: 0, count: torchNormLanes)
-    let full = n - n % torchNormLanes
+    let full = n - n % block
     var i = 0
     while i < full {
         for l in 0..<torchNormLanes { let v = x[start + i + l]; lanes[l] += v * v }
@@ -145,10 +148,17 @@ func ceilLog2(_ x: Int) -> Int {
     x <= 2 ? 1 : (Int.bitWidth - (x - 1).leadingZeroBitCount)
 }
 
-/// `torch.norm` of a tensor held in precision `pr`: torch's own order in Float32; for bf16/f16 the exactly
-/// rounded norm, which torch's Float32-accumulated result rounds to the same half value in practice.
-func torchNorm(_ x: UnsafeMutableBufferPointer<Float>, _ pr: Precision) -> Float {
-    pr == .f32 ? torchVectorNorm(x) : pr.r(Float(l2Norm(x)))
+/// `torch.norm` (over the last axis, or `stride` apart) of a tensor held in precision `pr`, summed in
+/// torch's order in Float32 and rounded once to the tensor's type: Float32 and bf16 take ATen's vectorised
+/// p = 2 path (bf16 vectors of 16 widened into the 8 Float32 partial sums), f16 is not on that path and
+/// is summed in order. (A norm within a few Float32 ulps of a half-precision rounding boundary is common
+/// enough: the exactly rounded one moved whole f16 multislerp tensors by a norm ulp.)
+func torchNorm(_ x: UnsafeMutableBufferPointer<Float>, _ pr: Precision, start: Int = 0, count: Int? = nil, stride: Int = 1) -> Float {
+    switch pr {
+    case .f32: return torchVectorNorm(x, start: start, count: count, stride: stride)
+    case .bf16: return pr.r(torchVectorNorm(x, start: start, count: count, stride: stride, block: 16))
+    case .f16: return pr.r(torchVectorNorm(x, start: start, count: count, stride: stride, sequential: true))
+    }
 }
 
 func dot(_ x: UnsafeMutableBufferPointer<Float>, _ y: UnsafeMutableBufferPointer<Float>) -> Double {
