@@ -32,7 +32,7 @@ see compare_tensors); both-reject; mk-crash (mergekit 0.1.5 fails to save config
 layer count of a Qwen2 config under transformers 5; FuseKit's output is fine); FAIL; FAIL-mixed (inputs of
 different dtypes and no `dtype:`: mergekit promotes op by op, FuseKit computes in the promoted type).
 Without base_model mergekit takes config.json from an arbitrary model (a Python set's order), so
-vocab_size is not compared then when the models' vocabularies differ.
+vocab_size and dtype are not compared then when the models' vocabularies or dtypes differ.
 Exit status 1 if any case has FAIL.
 """
 import argparse
@@ -603,9 +603,9 @@ def compare_config(ours_dir, theirs_dir, same_donor=True):
               "intermediate_size", "num_attention_heads", "num_key_value_heads"):
         if a.get(k) != b.get(k) and (same_donor or k != "vocab_size"):
             problems.append(f"config.json {k}: {a.get(k)!r} vs mergekit {b.get(k)!r}")
-    da = a.get("torch_dtype", a.get("dtype"))
-    db = b.get("torch_dtype", b.get("dtype"))
-    if da != db:
+    da = a.get("dtype", a.get("torch_dtype"))
+    db = b.get("dtype", b.get("torch_dtype"))
+    if da != db and same_donor:
         problems.append(f"config.json dtype: {da!r} vs mergekit {db!r}")
     return problems
 
@@ -693,7 +693,7 @@ def one_case(index, method, args, work_root):
             result.update(status="FAIL", problems=[f"fusekit rejects but mergekit accepts: {fk_msg[-400:]}"])
         return result
     ours, theirs = load_dir(fk_out), load_dir(mk_out)
-    problems = compare_config(fk_out, mk_out, same_donor="base_model" in cfg or not any("longer vocabulary" in x for x in notes))
+    problems = compare_config(fk_out, mk_out, same_donor="base_model" in cfg or not any("longer vocabulary" in x or "another dtype" in x for x in notes))
     if tokenizers and os.path.exists(os.path.join(mk_out, "tokenizer.json")) and os.path.exists(os.path.join(fk_out, "tokenizer.json")):
         problems += compare_tokenizer(fk_out, mk_out, ours, theirs)
     random_sparse = method in RANDOM_METHODS and any(d < 1 for d in numbers_under(cfg, "density"))
