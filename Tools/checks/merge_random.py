@@ -1,4 +1,4 @@
-# pip install mergekit==0.1.5 torch==2.15.0 transformers==5.23.0 safetensors==0.8.0 numpy==2.4.6 pyyaml
+# pip install mergekit==0.1.5 torch==2.15.0 transformers==5.23.0 safetensors==0.8.0 numpy==2.4.6 pyyaml==6.0.3
 """Random cross-check of `fusekit merge` against mergekit 0.1.5 on configs nobody wrote by hand.
 
 Each case builds tiny random models (Llama- or Qwen2-shaped, 2-4 layers, odd sizes such as 24/40/56,
