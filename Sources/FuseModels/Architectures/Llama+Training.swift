@@ -69,11 +69,11 @@ public final class LlamaTrainable: TrainableTransformer {
     override func hidden(_ tape: Tape, _ p: ParameterBinding, _ batch: TrainingBatch) throws -> Variable {
         let c = config
         let positions = trainingPositions(batch)
-        let shape = AttentionShape(batch: batch.batch, length: batch.length, heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim,
-                                   scale: 1 / Float(c.headDim).squareRoot(), window: c.slidingWindow)
         // h0 = E[ids]
         var h = try tape.embedding(batch.tokens, table: p(embedding), name: embedding.name)
-        for layer in layers {
+        for (l, layer) in layers.enumerated() {
+            let shape = AttentionShape(batch: batch.batch, length: batch.length, heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim,
+                                       scale: 1 / Float(c.headDim).squareRoot(), window: c.slidingWindow(layer: l))
             // h += o_proj(Attn(RoPE(q), RoPE(k), v)),  q|k|v = a Wᵀ,  a = RMSNorm(h)
             let a = try tape.rmsNorm(h, weight: p(layer.inputNorm), eps: c.rmsNormEps, kind: .llama)
             let q = try tape.rope(tape.linear(a, layer.q, p), heads: c.heads, rope: rope, positions: positions)
