@@ -69,6 +69,9 @@ def llama_rope(rng, max_pos):
     return p
 
 
+CONFIG_EDITS = [None]   # what make_case wants changed in the saved config.json (read back by both sides)
+
+
 def make_case(arch, rng):
     """(model class, config, sliding window or 0) for one random case."""
     vocab = int(rng.integers(40, 91))
@@ -80,7 +83,7 @@ def make_case(arch, rng):
         hidden, heads, kv, head_dim = heads_and_dims(rng, head_dim_free=True)
         common = dict(vocab_size=vocab, hidden_size=hidden, intermediate_size=int(rng.integers(16, 97)), num_hidden_layers=layers,
                       num_attention_heads=heads, num_key_value_heads=kv, head_dim=head_dim, max_position_embeddings=64,
-                      rms_norm_eps=eps, tie_word_embeddings=tied, **ids)
+                      rms_norm_eps=eps, tie_word_embeddings=tied, hidden_act=pick(rng, ["silu", "silu", "gelu_pytorch_tanh"]), **ids)
         if arch == "llama":
             return LlamaForCausalLM, LlamaConfig(**common, rope_parameters=llama_rope(rng, 64), attention_bias=bool(rng.random() < 0.4),
                                                  mlp_bias=bool(rng.random() < 0.4)), 0
@@ -96,6 +99,10 @@ def make_case(arch, rng):
         w = int(pick(rng, [2, 3, 4, 5]))
         types = [pick(rng, ["sliding_attention", "full_attention"]) for _ in range(layers)]
         extra = {}
+        if rng.random() < 0.3:   # an older Hub config: sliding_window_pattern instead of layer_types
+            pattern = int(rng.integers(1, 4))
+            types = ["sliding_attention" if (i + 1) % pattern else "full_attention" for i in range(layers)]
+            CONFIG_EDITS[0] = {"drop": ["layer_types"], "set": {"sliding_window_pattern": pattern}}
         if rng.random() < 0.4: extra["final_logit_softcapping"] = float(pick(rng, [0.5, 2.0, 30.0]))
         if rng.random() < 0.4: extra["attn_logit_softcapping"] = float(pick(rng, [0.5, 5.0, 50.0]))
         rope = {"sliding_attention": {"rope_type": "default", "rope_theta": float(pick(rng, [10000.0, 100.0]))},
@@ -146,6 +153,7 @@ def reference(model, prompts, pad_left=True):
 
 
 def run_case(arch, k, rng, folder, dtype, tolerance):
+    CONFIG_EDITS[0] = None
     cls, config, window = make_case(arch, rng)
     config._attn_implementation = "eager"
     torch.manual_seed(int(rng.integers(1 << 30)))
@@ -154,6 +162,12 @@ def run_case(arch, k, rng, folder, dtype, tolerance):
     if dtype == "bf16":
         model = model.to(torch.bfloat16)
     model.save_pretrained(folder)
+    if CONFIG_EDITS[0]:
+        path = os.path.join(folder, "config.json")
+        saved = json.load(open(path))
+        for key in CONFIG_EDITS[0]["drop"]: saved.pop(key, None)
+        saved.update(CONFIG_EDITS[0]["set"])
+        json.dump(saved, open(path, "w"), indent=2)
     # The reference is the saved checkpoint read back in f32 (a cast model would keep bf16-rounded rope buffers).
     model = cls.from_pretrained(folder, dtype=torch.float32, attn_implementation="eager").eval()
     if dtype == "bf16" and arch == "gemma3":   # transformers scales by the embedding-dtype value in a bf16 model

@@ -32,6 +32,7 @@ public struct LlamaConfig: Codable, Sendable {
     var useSlidingWindow: Bool?
     var maxWindowLayersRaw: Int?
     var layerTypesRaw: [String]?
+    var hiddenActRaw: String?
     var bos: TokenIDs?
     var eos: TokenIDs?
 
@@ -42,7 +43,8 @@ public struct LlamaConfig: Codable, Sendable {
         case rmsNormEps = "rms_norm_eps", ropeThetaRaw = "rope_theta", ropeScaling = "rope_scaling"
         case ropeParameters = "rope_parameters", tieRaw = "tie_word_embeddings"
         case attentionBiasRaw = "attention_bias", mlpBiasRaw = "mlp_bias", slidingWindowRaw = "sliding_window"
-        case useSlidingWindow = "use_sliding_window", maxWindowLayersRaw = "max_window_layers", layerTypesRaw = "layer_types", bos = "bos_token_id", eos = "eos_token_id"
+        case useSlidingWindow = "use_sliding_window", maxWindowLayersRaw = "max_window_layers", layerTypesRaw = "layer_types"
+        case hiddenActRaw = "hidden_act", bos = "bos_token_id", eos = "eos_token_id"
     }
 
     // Defaults resolved in one place.
@@ -65,6 +67,15 @@ public struct LlamaConfig: Codable, Sendable {
             if let types = layerTypesRaw, types.count == layers { return types[l] == "sliding_attention" ? window : 0 }
             return l >= (maxWindowLayersRaw ?? 28) ? window : 0
         default: return 0
+        }
+    }
+    /// The MLP gate's activation (`hidden_act`, silu in every Llama/Mistral/Qwen2 checkpoint), or nil
+    /// when FuseNN has no kernel for it.
+    public var activation: Activation? {
+        switch hiddenActRaw ?? "silu" {
+        case "silu", "swish": return .silu
+        case "gelu_pytorch_tanh", "gelu_new": return .geluTanh
+        default: return nil
         }
     }
     func ropeScalingRule() throws -> RoPE.Scaling {
@@ -91,12 +102,17 @@ public final class Llama: CausalLanguageModel, @unchecked Sendable {
     let finalNorm: RMSNorm          // model.norm [C]
     let head: Linear                // lm_head [V, C] (or the embedding when tied)
     let rope: RoPE
+    let activation: Activation
 
     public init(store: WeightStore, configJSON: Data) throws {
         let c = try decodeConfig(LlamaConfig.self, configJSON, path: store.path)
         try checkPositive(["hidden_size": c.hiddenSize, "intermediate_size": c.intermediateSize, "num_hidden_layers": c.layers,
                            "num_attention_heads": c.heads, "num_key_value_heads": c.kvHeads, "head_dim": c.headDim,
                            "vocab_size": c.vocabSize, "max_position_embeddings": c.contextLength], path: store.path)
+        guard let activation = c.activation else {
+            throw ModelError.badConfig(path: store.path, what: "hidden_act '\(c.hiddenActRaw ?? "")' is not supported (silu, gelu_pytorch_tanh, gelu_new)")
+        }
+        self.activation = activation
         config = c
         let (C, H, KVH, D, F, V) = (c.hiddenSize, c.heads, c.kvHeads, c.headDim, c.intermediateSize, c.vocabSize)
         let w = WeightReader(store: store)
@@ -156,7 +172,7 @@ public final class Llama: CausalLanguageModel, @unchecked Sendable {
             layer.postAttentionNorm.forward(h, rows: n, into: a)
             col = 0
             for part in layer.gateUp { part.forward(a, rows: n, into: gateUp + col, ldy: 2 * F); col += part.outFeatures }
-            for r in 0..<n { Activation.silu.gatedForward(gate: gateUp + r * 2 * F, up: gateUp + r * 2 * F + F, count: F) }
+            for r in 0..<n { activation.gatedForward(gate: gateUp + r * 2 * F, up: gateUp + r * 2 * F + F, count: F) }
             layer.down.forward(gateUp, rows: n, ldx: 2 * F, into: a)
             fk_add(h, a, n * C)
         }
