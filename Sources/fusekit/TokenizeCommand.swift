@@ -37,7 +37,7 @@ struct TokenizeCommand: ParsableCommand {
     @Flag(name: .long, help: "Print only the number of tokens (and, on stderr, the encode time).")
     var countOnly = false
 
-    @Flag(name: .long, help: ArgumentHelp("Cross-checks: the file holds one JSON string per line; print one {\"ids\", \"decoded\"} line each.", visibility: .hidden))
+    @Flag(name: .long, help: ArgumentHelp("Cross-checks: the file holds one JSON string per line; print one {\"ids\", \"decoded\", \"skipped\"} line each (decodes with and without special tokens).", visibility: .hidden))
     var jsonl = false
 
     func run() throws {
@@ -48,7 +48,9 @@ struct TokenizeCommand: ParsableCommand {
                 guard let s = try JSON.parse(Array(line)).string else { throw ValidationError("--jsonl: a line of \(text) is not a JSON string") }
                 let ids = try tokenizer.encode(utf8: Array(s.utf8), addSpecialTokens: !noSpecialTokens)
                 let decoded = try tokenizer.decode(ids, skipSpecialTokens: false)
-                print(JSON.object([("ids", .array(ids.map { .int($0) })), ("decoded", .string(decoded))]).serialized())
+                let skipped = try tokenizer.decode(ids, skipSpecialTokens: true)
+                print(JSON.object([("ids", .array(ids.map { .int($0) })), ("decoded", .string(decoded)),
+                                   ("skipped", .string(skipped))]).serialized())
             }
             return
         }

@@ -5,8 +5,8 @@ Random strings (CJK and other scripts, combining-mark stacks, emoji ZWJ/flag/key
 bidi controls, C0/C1 control characters, long space/newline/tab runs, digit runs in several scripts,
 code, special-token strings such as "<|im_start|>" inside text and cut short, leading spaces, the
 empty string, random code points from all planes) are encoded by `fusekit tokenize --jsonl` (hidden
-flag) and by HF `tokenizers` (Tokenizer.encode with the post-processor's special tokens), and both
-decodes (skip_special_tokens=False) are compared.
+flag) and by HF `tokenizers` (Tokenizer.encode with the post-processor's special tokens), and the
+decodes (with and without special tokens) are compared.
 
 Tokenizers: the two real GGUF models (HF side: transformers' GGUF conversion, as
 Tools/fixtures/tokenizer_fixtures.py builds it; FuseKit side: its GGUF-vocabulary tokenizer on the
@@ -177,10 +177,10 @@ def main():
                 bad_ids += 1
                 failures.append({"tokenizer": name, "text": s, "fusekit": g["ids"], "hf": want, "what": "ids"})
                 continue
-            d = hf.decode(want, skip_special_tokens=False)
-            if g["decoded"] != d:
+            d, k = hf.decode(want, skip_special_tokens=False), hf.decode(want, skip_special_tokens=True)
+            if g["decoded"] != d or g["skipped"] != k:
                 bad_dec += 1
-                failures.append({"tokenizer": name, "text": s, "fusekit": g["decoded"], "hf": d, "what": "decode"})
+                failures.append({"tokenizer": name, "text": s, "fusekit": [g["decoded"], g["skipped"]], "hf": [d, k], "what": "decode"})
         total_bad += bad_ids + bad_dec
         print(f"{name}: {len(texts) - bad_ids}/{len(texts)} ids agree, {bad_dec} decodes differ", flush=True)
     if args.failures:
