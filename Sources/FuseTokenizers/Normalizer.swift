@@ -152,9 +152,13 @@ func unicodeNormalize(_ text: [UInt8], _ form: UnicodeNormalizer.Form) -> [UInt8
     }
     let r: String
     switch form {
-    case .nfc: r = s.precomposedStringWithCanonicalMapping
+    // NFC as composition of NFD: Foundation's precomposedStringWithCanonicalMapping leaves an LV syllable
+    // followed by a trailing jamo (U+AC00 U+11B5) apart, which Unicode (and HF) compose to U+AC0E.
+    case .nfc: r = s.decomposedStringWithCanonicalMapping.precomposedStringWithCanonicalMapping
     case .nfd: r = s.decomposedStringWithCanonicalMapping
-    case .nfkc: r = s.precomposedStringWithCompatibilityMapping
+    // NFKC as composition of NFKD (its definition): Foundation's precomposedStringWithCompatibilityMapping
+    // turns U+1100 U+11173 into U+ADF8, which HF does not.
+    case .nfkc: r = s.decomposedStringWithCompatibilityMapping.precomposedStringWithCanonicalMapping
     case .nfkd: r = s.decomposedStringWithCompatibilityMapping
     }
     return Array(r.utf8)
