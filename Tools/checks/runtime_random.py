@@ -95,7 +95,7 @@ def make_case(arch, rng):
         return Qwen2ForCausalLM, Qwen2Config(**common, use_sliding_window=sliding, sliding_window=w, max_window_layers=int(rng.integers(0, layers + 1)),
                                              rope_theta=float(pick(rng, [10000.0, 1e6]))), (w if sliding else 0)
     if arch == "gemma3":
-        hidden, heads, kv, head_dim = heads_and_dims(rng, head_dim_free=False)
+        hidden, heads, kv, head_dim = heads_and_dims(rng, head_dim_free=bool(rng.random() < 0.5))
         w = int(pick(rng, [2, 3, 4, 5]))
         types = [pick(rng, ["sliding_attention", "full_attention"]) for _ in range(layers)]
         extra = {}
