@@ -127,11 +127,19 @@ static void f32_to_bf16_avx512(const float *s, uint16_t *d, size_t n) {
     f32_to_bf16_portable(s + i, d + i, n - i);
 }
 
+/// vcvtph2ps quiets signalling NaNs (sets the quiet bit); numpy, gguf-py and the scalar path keep the
+/// bits, so a group of 8 holding one (|h| strictly between 0x7C00 and 0x7E00) takes the scalar path.
 __attribute__((target("avx2,f16c")))
 static void f16_to_f32_f16c(const uint16_t *s, float *d, size_t n) {
     size_t i = 0;
+    const __m128i abs_mask = _mm_set1_epi16(0x7FFF), inf = _mm_set1_epi16(0x7C00), quiet = _mm_set1_epi16(0x7E00);
     for (; i + 8 <= n; i += 8) {
         __m128i h = _mm_loadu_si128((const __m128i *)(s + i));
+        __m128i a = _mm_and_si128(h, abs_mask);
+        if (_mm_movemask_epi8(_mm_and_si128(_mm_cmpgt_epi16(a, inf), _mm_cmplt_epi16(a, quiet)))) {
+            for (size_t j = i; j < i + 8; j++) d[j] = fk_f16_to_f32_scalar(s[j]);
+            continue;
+        }
         _mm256_storeu_ps(d + i, _mm256_cvtph_ps(h));
     }
     for (; i < n; i++) d[i] = fk_f16_to_f32_scalar(s[i]);

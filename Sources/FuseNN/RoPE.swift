@@ -11,6 +11,11 @@ public struct RoPE: Sendable {
         case linear(factor: Float)
         /// Llama 3.1: long wavelengths divided by factor, short ones kept, a smooth ramp between.
         case llama3(factor: Float, lowFreqFactor: Float, highFreqFactor: Float, originalContext: Float)
+        /// YaRN (https://arxiv.org/abs/2309.00071) as transformers' `_compute_yarn_parameters`: dimensions
+        /// rotating more than `betaFast` times over the original context keep their frequency, those
+        /// under `betaSlow` are divided by factor, a linear ramp between; cos and sin are multiplied
+        /// by `attentionFactor`.
+        case yarn(factor: Float, originalContext: Double, betaFast: Double, betaSlow: Double, attentionFactor: Float, truncate: Bool)
     }
 
     /// Rotated size per head (D, or a prefix of it).
@@ -25,7 +30,7 @@ public struct RoPE: Sendable {
         let b = Float(base)
         var inv = (0..<(dim / 2)).map { k in 1 / powf(b, Float(2 * k) / Float(dim)) }
         switch scaling {
-        case .none: break
+        case .none, .yarn: break
         case let .linear(factor): inv = inv.map { $0 / factor }
         case let .llama3(factor, low, high, original):
             let lowWavelen = original / low, highWavelen = original / high
@@ -38,7 +43,26 @@ public struct RoPE: Sendable {
                 return medium ? smoothed : scaled
             }
         }
-        self.dim = dim; self.inverseFrequencies = inv; self.attentionScaling = 1
+        var attentionScaling: Float = 1
+        if case let .yarn(factor, original, betaFast, betaSlow, attentionFactor, truncate) = scaling {
+            // find_correction_range in f64 as Python does, the ramp and the blend in f32 as torch does.
+            func correctionDim(_ rotations: Double) -> Double {
+                Double(dim) * log(original / (rotations * 2 * Double.pi)) / (2 * log(base))
+            }
+            var low = correctionDim(betaFast), high = correctionDim(betaSlow)
+            if truncate { low = low.rounded(.down); high = high.rounded(.up) }
+            low = max(low, 0); high = min(high, Double(dim - 1))
+            if low == high { high += 0.001 }   // transformers: "Prevent singularity"
+            let (lo, span) = (Float(low), Float(high - low))
+            inv = (0..<(dim / 2)).map { k in
+                let position = powf(b, Float(2 * k) / Float(dim))
+                let extrapolation = 1 / position, interpolation = 1 / (factor * position)
+                let keep = 1 - min(max((Float(k) - lo) / span, 0), 1)
+                return interpolation * (1 - keep) + extrapolation * keep
+            }
+            attentionScaling = attentionFactor
+        }
+        self.dim = dim; self.inverseFrequencies = inv; self.attentionScaling = attentionScaling
     }
 
     /// Rotates `heads` head vectors of size D (= `dim`) per token in place; x `[rows, ld]`, heads

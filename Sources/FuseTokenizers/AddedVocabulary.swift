@@ -74,6 +74,8 @@ final class AddedVocabulary {
     private var normalizedTrie = MatchTrie()
     /// id -> index in `tokens`.
     let byID: [Int: Int]
+    /// The contents of the special tokens (`special_tokens_set`).
+    let specialContents: Set<[UInt8]>
     /// id -> the token's text as decoding shows it (the normalized form for normalized tokens).
     let decodedText: [Int: [UInt8]]
 
@@ -94,10 +96,16 @@ final class AddedVocabulary {
             }
         }
         self.byID = byID
+        specialContents = Set(tokens.filter(\.special).map { Array($0.content.utf8) })
         decodedText = decoded
     }
 
     func isSpecial(_ id: Int) -> Bool { byID[id].map { tokens[$0].special } ?? false }
+
+    /// Whether `text` is the content of a special token. HF's decode skips by text
+    /// (`is_special_token(&token)`), so a model id spelled like one ("<unk>" at id 0 of a Unigram
+    /// vocabulary that also has "<unk>" as a special added token) is skipped too.
+    func isSpecialText(_ text: [UInt8]) -> Bool { specialContents.contains(text) }
 
     /// Cuts `piece` at the added tokens of one trie, applying each token's flags.
     private func split(_ piece: Piece, _ trie: MatchTrie) -> [Segment] {

@@ -125,14 +125,40 @@ struct UnicodeNormalizer: Normalizer {
     func normalize(_ text: [UInt8]) -> [UInt8] { unicodeNormalize(text, form) }
 }
 
+/// HF tokenizers normalizes with the unicode-normalization-alignments crate, whose tables are Unicode
+/// 9.0: a scalar assigned later has no decomposition and combining class 0 there, and composes with
+/// nothing. Foundation's tables are newer, so such scalars are kept verbatim and the runs between them
+/// normalized on their own (Tools/checks/tokenizer_random.py: U+32FF, U+1F16C, U+1FBF0... under NFKC,
+/// U+11938 under NFD, and the order of marks such as U+1DF6).
 func unicodeNormalize(_ text: [UInt8], _ form: UnicodeNormalizer.Form) -> [UInt8] {
     if text.allSatisfy({ $0 < 0x80 }) { return text }
     let s = String(decoding: text, as: UTF8.self)
+    func newerThanUnicode9(_ u: Unicode.Scalar) -> Bool {
+        guard u.value >= 0x300, let age = u.properties.age else { return false }
+        return age.major > 9
+    }
+    guard !s.unicodeScalars.contains(where: newerThanUnicode9) else {
+        var out: [UInt8] = [], run = String.UnicodeScalarView()
+        for u in s.unicodeScalars {
+            if newerThanUnicode9(u) {
+                out += unicodeNormalize(Array(String(run).utf8), form)
+                out += Array(String(u).utf8)
+                run = String.UnicodeScalarView()
+            } else {
+                run.append(u)
+            }
+        }
+        return out + unicodeNormalize(Array(String(run).utf8), form)
+    }
     let r: String
     switch form {
-    case .nfc: r = s.precomposedStringWithCanonicalMapping
+    // NFC as composition of NFD: Foundation's precomposedStringWithCanonicalMapping leaves an LV syllable
+    // followed by a trailing jamo (U+AC00 U+11B5) apart, which Unicode (and HF) compose to U+AC0E.
+    case .nfc: r = s.decomposedStringWithCanonicalMapping.precomposedStringWithCanonicalMapping
     case .nfd: r = s.decomposedStringWithCanonicalMapping
-    case .nfkc: r = s.precomposedStringWithCompatibilityMapping
+    // NFKC as composition of NFKD (its definition): Foundation's precomposedStringWithCompatibilityMapping
+    // turns U+1100 U+11173 into U+ADF8, which HF does not.
+    case .nfkc: r = s.decomposedStringWithCompatibilityMapping.precomposedStringWithCanonicalMapping
     case .nfkd: r = s.decomposedStringWithCompatibilityMapping
     }
     return Array(r.utf8)
@@ -148,13 +174,21 @@ struct BertNormalizer: Normalizer {
             || (0xF900...0xFAFF).contains(v) || (0x2F800...0x2FA1F).contains(v)
     }
 
-    /// `char::is_other`: general category C (Cc, Cf, Cs, Co, Cn).
+    /// Where bert.rs's `is_control` (the unicode_categories crate's `char::is_other`) holds: Cc, Cf and
+    /// Co as that crate's tables have them. Unassigned code points (Cn) are not in them, nor are the
+    /// format characters newer Unicode added (U+0890, U+0891, U+08E2, U+110CD, U+13430...): HF keeps
+    /// both, so Swift's own general categories would drop them wrongly. Listed from tokenizers 0.23.3
+    /// by normalizing every code point (Tools/checks/tokenizer_random.py found the difference).
+    static let otherRanges: [ClosedRange<UInt32>] = [
+        0x0...0x8, 0xB...0xC, 0xE...0x1F, 0x7F...0x9F, 0xAD...0xAD, 0x600...0x605, 0x61C...0x61C, 0x6DD...0x6DD,
+        0x70F...0x70F, 0x180E...0x180E, 0x200B...0x200F, 0x202A...0x202E, 0x2060...0x2064, 0x2066...0x206F,
+        0xE000...0xF8FF, 0xFEFF...0xFEFF, 0xFFF9...0xFFFB, 0x110BD...0x110BD, 0x1BCA0...0x1BCA3, 0x1D173...0x1D17A,
+        0xE0001...0xE0001, 0xE0020...0xE007F, 0xF0000...0xFFFFD, 0x100000...0x10FFFD,
+    ]
+
     static func isOther(_ v: UInt32) -> Bool {
-        guard let s = Unicode.Scalar(v) else { return true }
-        switch s.properties.generalCategory {
-        case .control, .format, .surrogate, .privateUse, .unassigned: return true
-        default: return false
-        }
+        if v < 0x80 { return v < 0x20 || v == 0x7F }
+        return otherRanges.contains { $0.contains(v) }
     }
 
     func normalize(_ text: [UInt8]) -> [UInt8] {
@@ -176,10 +210,7 @@ struct BertNormalizer: Normalizer {
         var bytes = utf8(s)
         if stripAccents ?? lowercase {
             bytes = unicodeNormalize(bytes, .nfd)
-            bytes = utf8(scalars(bytes).filter { v in
-                guard let sc = Unicode.Scalar(v) else { return true }
-                return sc.properties.generalCategory != .nonspacingMark
-            })
+            bytes = utf8(scalars(bytes).filter { !Unicode_.isNonspacingMark8($0) })   // the unicode_categories crate's
         }
         if lowercase { bytes = lowercased(bytes) }
         return bytes

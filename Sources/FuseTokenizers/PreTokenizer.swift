@@ -268,10 +268,11 @@ struct WhitespaceSplitPreTokenizer: PreTokenizer {
 
 func isWhitespace(_ v: UInt32) -> Bool { Unicode_.classes(v).contains(.whitespace) }
 
-/// `char::is_ascii_punctuation || char::is_punctuation` (ASCII symbols count, Unicode P* does).
+/// `char::is_ascii_punctuation || char::is_punctuation` (ASCII symbols count, Unicode P* does), the
+/// latter from the unicode_categories crate: punctuation assigned by Unicode 8.0 only.
 func isBertPunctuation(_ v: UInt32) -> Bool {
     if v < 0x80 { return (0x21...0x2F).contains(v) || (0x3A...0x40).contains(v) || (0x5B...0x60).contains(v) || (0x7B...0x7E).contains(v) }
-    return Unicode_.classes(v).contains(.punctuation)
+    return Unicode_.isPunctuation8(v)
 }
 
 /// Regex `\w`: Alphabetic, marks, decimal numbers, connector punctuation (and Join_Control).

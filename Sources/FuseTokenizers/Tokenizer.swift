@@ -177,7 +177,7 @@ public final class Tokenizer {
         tokens.reserveCapacity(ids.count)
         for id in ids {
             guard let t = tokenBytes(id) else { throw TokenizerError.idOutOfRange(id: id, vocabularySize: vocabularySize) }
-            if skipSpecialTokens && added.isSpecial(id) { continue }
+            if skipSpecialTokens && (added.isSpecial(id) || added.isSpecialText(t)) { continue }
             tokens.append(t)
         }
         guard let decoder else {

@@ -16,6 +16,30 @@ struct CharClass: OptionSet {
 }
 
 enum Unicode_ {
+    /// HF tokenizers' BERT normalizer and pre-tokenizer and its Punctuation pre-tokenizer ask the
+    /// unicode_categories crate (0.1.1, Unicode 8.0 tables) for punctuation and non-spacing marks: a
+    /// character assigned later is neither there. Found by Tools/checks/tokenizer_random.py
+    /// --codepoints (U+0897, U+1ABF, U+2E52... are kept whole, not split off or stripped).
+    static func assignedByUnicode8(_ v: UInt32) -> Bool {
+        guard let s = Unicode.Scalar(v), let age = s.properties.age else { return false }
+        return age.major < 8 || (age.major == 8 && age.minor == 0)
+    }
+
+    /// The crate's `is_punctuation`: P* as of Unicode 8.0 (U+166D and U+111C9 were Po then).
+    static func isPunctuation8(_ v: UInt32) -> Bool {
+        if v == 0x166D || v == 0x111C9 { return true }
+        return classes(v).contains(.punctuation) && assignedByUnicode8(v)
+    }
+
+    /// The crate's `is_mark_nonspacing`: Mn as of Unicode 8.0 (U+1734 and U+1171E were Mn then,
+    /// U+1885, U+1886, U+A9BD and U+111C9 were not).
+    static func isNonspacingMark8(_ v: UInt32) -> Bool {
+        if v == 0x1734 || v == 0x1171E { return true }
+        if v == 0x1885 || v == 0x1886 || v == 0xA9BD || v == 0x111C9 { return false }
+        guard let s = Unicode.Scalar(v) else { return false }
+        return s.properties.generalCategory == .nonspacingMark && assignedByUnicode8(v)
+    }
+
     /// Classes of the first 0x30000 scalars, filled on first use (covers the BMP and the SMP/SIP).
     static let table: [UInt8] = {
         var t = [UInt8](repeating: 0, count: 0x30000)

@@ -11,7 +11,8 @@ struct FuseKitCommand: ParsableCommand {
         subcommands: [InspectCommand.self, ConvertCommand.self, TokenizeCommand.self, GenerateCommand.self,
                       EvalCommand.self, MergeCommand.self, ExtractLoraCommand.self,
                       ApplyLoraCommand.self, TrainCommand.self, StatsCommand.self,
-                      ReportCommand.self, EvolveCommand.self, TransferCommand.self, DistillCommand.self])
+                      ReportCommand.self, EvolveCommand.self, TransferCommand.self, DistillCommand.self,
+                      LogitsCommand.self])
 
     /// Errors from the libraries print as `error: ...` and exit 1; usage errors exit 2.
     static func main() {

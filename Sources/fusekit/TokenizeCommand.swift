@@ -37,9 +37,23 @@ struct TokenizeCommand: ParsableCommand {
     @Flag(name: .long, help: "Print only the number of tokens (and, on stderr, the encode time).")
     var countOnly = false
 
+    @Flag(name: .long, help: ArgumentHelp("Cross-checks: the file holds one JSON string per line; print one {\"ids\", \"decoded\", \"skipped\"} line each (decodes with and without special tokens).", visibility: .hidden))
+    var jsonl = false
+
     func run() throws {
         let tokenizer = try TokenizerLoader.load(model)
         let bytes = try readInput(text)
+        if jsonl {
+            for line in bytes.split(separator: UInt8(ascii: "\n")) {
+                guard let s = try JSON.parse(Array(line)).string else { throw ValidationError("--jsonl: a line of \(text) is not a JSON string") }
+                let ids = try tokenizer.encode(utf8: Array(s.utf8), addSpecialTokens: !noSpecialTokens)
+                let decoded = try tokenizer.decode(ids, skipSpecialTokens: false)
+                let skipped = try tokenizer.decode(ids, skipSpecialTokens: true)
+                print(JSON.object([("ids", .array(ids.map { .int($0) })), ("decoded", .string(decoded)),
+                                   ("skipped", .string(skipped))]).serialized())
+            }
+            return
+        }
         if decode {
             let ids = try parseIDs(bytes)
             let decoded = try tokenizer.decode(ids, skipSpecialTokens: noSpecialTokens)

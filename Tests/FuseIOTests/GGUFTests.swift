@@ -37,6 +37,24 @@ func fixtureJSON(_ value: GGUFValue) -> JSON {
 }
 
 final class GGUFTests: XCTestCase {
+    /// Cross-check hook (Tools/checks/gguf_dequant_random.py): `FUSEKIT_GGUF_RANDOM` names a folder with
+    /// random.gguf (quantized tensors of odd shapes, extreme scales) and expected.safetensors (each
+    /// tensor dequantized by gguf-py, same name, f32). Skipped when unset.
+    func testRandomFileFromEnvironment() throws {
+        guard let folder = ProcessInfo.processInfo.environment["FUSEKIT_GGUF_RANDOM"] else { throw XCTSkip("FUSEKIT_GGUF_RANDOM not set") }
+        let file = try GGUFFile(path: folder + "/random.gguf")
+        let expected = try WeightStore(path: folder + "/expected.safetensors")
+        var checked = 0
+        for info in file.tensors {
+            let got = try file.floats(named: info.name), want = try expected.floats(info.name)
+            XCTAssertEqual(info.shape, expected.info(info.name)?.shape, info.name)
+            let bad = (0..<want.count).filter { got[$0].bitPattern != want[$0].bitPattern }   // NaN bits included
+            XCTAssert(bad.isEmpty, "\(info.name) (\(info.dtype.rawValue), shape \(info.shape)): \(bad.count) of \(want.count) differ; first at \(bad.first ?? 0): got \(got[bad.first ?? 0]) expected \(want[bad.first ?? 0])")
+            checked += want.count
+        }
+        print("random.gguf: \(file.tensors.count) tensors, \(checked) values")
+    }
+
     // MARK: - Files written by gguf-py
 
     /// Everything gguf-py's GGUFReader reports about `name` must match: header facts, every key

@@ -46,8 +46,12 @@ final class BadInputTests: XCTestCase {
         XCTAssertTrue(message { _ = try ModelRegistry.load(zero) }.contains("'num_attention_heads' is 0"))
         let missing = try folder { $0.removeValue(forKey: "hidden_size") }
         XCTAssertTrue(message { _ = try ModelRegistry.load(missing) }.contains("missing key 'hidden_size'"))
-        let rope = try folder { $0["rope_parameters"] = ["rope_type": "yarn", "factor": 4.0] }
-        XCTAssertTrue(message { _ = try ModelRegistry.load(rope) }.contains("rope type 'yarn' is not supported"))
+        let rope = try folder { $0["rope_parameters"] = ["rope_type": "longrope", "factor": 4.0] }
+        XCTAssertTrue(message { _ = try ModelRegistry.load(rope) }.contains("rope type 'longrope' is not supported"))
+        let yarn = try folder { $0["rope_parameters"] = ["rope_type": "yarn", "factor": 4.0] }
+        XCTAssertTrue(message { _ = try ModelRegistry.load(yarn) }.contains("yarn scaling needs original_max_position_embeddings"))
+        let partial = try folder { $0["rope_parameters"] = ["rope_type": "default", "partial_rotary_factor": 0.5] }
+        XCTAssertTrue(message { _ = try ModelRegistry.load(partial) }.contains("partial_rotary_factor 0.5 is not supported"))
     }
 
     func testPromptLongerThanContext() throws {

@@ -39,4 +39,6 @@ func assertClose(_ got: [Float], _ expected: [Float], tolerance: Float, _ what: 
     }
 }
 
-let runtimeCases = ["llama_gqa", "llama3_rope", "llama_linear_rope", "qwen2", "mistral", "gemma3", "gpt2"]
+let runtimeCases = ["llama_gqa", "llama3_rope", "llama_linear_rope", "qwen2", "mistral", "gemma3", "gpt2",
+                    // found by Tools/checks/runtime_random.py (docs/crosschecks.md)
+                    "llama_yarn", "llama_dynamic", "qwen2_sliding", "gemma3_bias_softcap", "gpt2_layer_scaled"]

@@ -22,7 +22,6 @@ public final class GPT2Trainable: TrainableTransformer {
     let positionEmbedding: Parameter        // wpe.weight [n_positions, C]
     let layers: [GPT2TrainableLayer]
     let finalNormWeight, finalNormBias: Parameter  // ln_f.{weight, bias} [C]
-    let attentionScale: Float
 
     public init(store: WeightStore, configJSON: Data) throws {
         let c = try decodeConfig(GPT2Config.self, configJSON, path: store.path)
@@ -53,7 +52,6 @@ public final class GPT2Trainable: TrainableTransformer {
         let tied = !read.has("lm_head.weight")
         let head = tied ? try TrainableLinear(module: "lm_head", weight: tokenEmbedding, bias: nil, visible: false)
                         : try read.linear("lm_head", out: V, in: C)
-        attentionScale = (c.scaleAttnWeightsRaw ?? true) ? 1 / Float(c.headDim).squareRoot() : 1
         var parameters = [tokenEmbedding, positionEmbedding]
         var linears: [TrainableLinear] = []
         for layer in layers {
@@ -72,9 +70,9 @@ public final class GPT2Trainable: TrainableTransformer {
         let positions = trainingPositions(batch).map { Int($0) }
         var h = try tape.add(tape.embedding(batch.tokens, table: p(tokenEmbedding), name: tokenEmbedding.name),
                              tape.embedding(positions, table: p(positionEmbedding), name: positionEmbedding.name))
-        let shape = AttentionShape(batch: batch.batch, length: batch.length, heads: c.heads, kvHeads: c.heads, headDim: c.headDim,
-                                   scale: attentionScale)
-        for layer in layers {
+        for (l, layer) in layers.enumerated() {
+            let shape = AttentionShape(batch: batch.batch, length: batch.length, heads: c.heads, kvHeads: c.heads, headDim: c.headDim,
+                                       scale: c.attentionScale(layer: l))
             // h += c_proj(Attn(q | k | v = c_attn(LN(h; ln_1))))
             let a = try tape.layerNorm(h, weight: p(layer.norm1Weight), bias: p(layer.norm1Bias), eps: eps)
             let qkv = try tape.linear(a, layer.qkv, p)

@@ -21,6 +21,7 @@ public struct GPT2Config: Codable, Sendable {
     var epsRaw: Float?
     var activationRaw: String?
     var scaleAttnWeightsRaw: Bool?
+    var scaleByInverseLayerRaw: Bool?
     var bos: TokenIDs?
     var eos: TokenIDs?
 
@@ -28,11 +29,19 @@ public struct GPT2Config: Codable, Sendable {
         case modelType = "model_type", hiddenSize = "n_embd", layers = "n_layer", heads = "n_head"
         case contextLength = "n_positions", vocabSize = "vocab_size", innerRaw = "n_inner"
         case epsRaw = "layer_norm_epsilon", activationRaw = "activation_function", scaleAttnWeightsRaw = "scale_attn_weights"
+        case scaleByInverseLayerRaw = "scale_attn_by_inverse_layer_idx"
         case bos = "bos_token_id", eos = "eos_token_id"
     }
     public var inner: Int { innerRaw ?? 4 * hiddenSize }
     public var eps: Float { epsRaw ?? 1e-5 }
     public var headDim: Int { hiddenSize / heads }
+    /// Score scale of layer l: D^-0.5 (`scale_attn_weights`, default on), divided by l + 1 with
+    /// `scale_attn_by_inverse_layer_idx`; in f64 as GPT2Attention computes it, then rounded once.
+    public func attentionScale(layer l: Int) -> Float {
+        var scale = (scaleAttnWeightsRaw ?? true) ? 1 / Double(headDim).squareRoot() : 1
+        if scaleByInverseLayerRaw ?? false { scale /= Double(l + 1) }
+        return Float(scale)
+    }
 }
 
 struct GPT2Layer {
@@ -42,6 +51,7 @@ struct GPT2Layer {
     let norm2: LayerNorm     // ln_2 [C]
     let up: Linear           // mlp.c_fc [F, C]
     let down: Linear         // mlp.c_proj [C, F]
+    let attention: Attention
 }
 
 public final class GPT2: CausalLanguageModel, @unchecked Sendable {
@@ -52,7 +62,6 @@ public final class GPT2: CausalLanguageModel, @unchecked Sendable {
     let layers: [GPT2Layer]
     let finalNorm: LayerNorm          // ln_f [C]
     let head: Linear
-    let attention: Attention
 
     public init(store: WeightStore, configJSON: Data) throws {
         let c = try decodeConfig(GPT2Config.self, configJSON, path: store.path)
@@ -75,13 +84,12 @@ public final class GPT2: CausalLanguageModel, @unchecked Sendable {
             let q = p + "h.\(l)."
             return GPT2Layer(norm1: try ln(q + "ln_1"), qkv: try w.conv1D(q + "attn.c_attn", in: C, out: 3 * C),
                              output: try w.conv1D(q + "attn.c_proj", in: C, out: C), norm2: try ln(q + "ln_2"),
-                             up: try w.conv1D(q + "mlp.c_fc", in: C, out: F), down: try w.conv1D(q + "mlp.c_proj", in: F, out: C))
+                             up: try w.conv1D(q + "mlp.c_fc", in: C, out: F), down: try w.conv1D(q + "mlp.c_proj", in: F, out: C),
+                             attention: try Attention(heads: c.heads, kvHeads: c.heads, headDim: D, scale: c.attentionScale(layer: l)))
         }
         finalNorm = try ln(p + "ln_f")
         head = w.has("lm_head.weight") ? try w.linear("lm_head", out: V, in: C)
                                        : try Linear(name: "lm_head (tied to wte)", weight: tokenEmbedding.table)
-        let scale: Float = (c.scaleAttnWeightsRaw ?? true) ? 1 / Float(D).squareRoot() : 1
-        attention = try Attention(heads: c.heads, kvHeads: c.heads, headDim: D, scale: scale)
         summary = ModelSummary(architecture: "gpt2", vocabularySize: V, contextLength: c.contextLength, layers: c.layers,
                                kvHeads: c.heads, headDim: D, hiddenSize: C, bosTokenID: c.bos?.ids.first, eosTokenIDs: c.eos?.ids ?? [])
     }
@@ -100,7 +108,7 @@ public final class GPT2: CausalLanguageModel, @unchecked Sendable {
             layer.norm1.forward(h, rows: n, into: a)
             layer.qkv.forward(a, rows: n, into: qkv)
             cache.store(layer: l, keys: qkv + C, values: qkv + 2 * C, ld: 3 * C, tokens: t)
-            attention.forward(q: qkv, ldq: 3 * C, cache: cache, layer: l, tokens: t, into: attn)
+            layer.attention.forward(q: qkv, ldq: 3 * C, cache: cache, layer: l, tokens: t, into: attn)
             layer.output.forward(attn, rows: n, into: a)
             fk_add(h, a, n * C)
             layer.norm2.forward(h, rows: n, into: a)

@@ -41,9 +41,6 @@ public final class Gemma3Trainable: TrainableTransformer {
         if let act = c.hiddenActivationRaw, act != "gelu_pytorch_tanh" {
             throw ModelError.badConfig(path: store.path, what: "hidden_activation '\(act)' is not supported (gelu_pytorch_tanh)")
         }
-        guard c.attentionSoftcap == 0 else {
-            throw ModelError.badConfig(path: store.path, what: "attn_logit_softcapping is not supported for training (Gemma 3 has none; set it to null)")
-        }
         guard c.heads % c.kvHeads == 0 else {
             throw ModelError.badConfig(path: store.path, what: "num_attention_heads \(c.heads) is not a multiple of num_key_value_heads \(c.kvHeads)")
         }
@@ -52,9 +49,7 @@ public final class Gemma3Trainable: TrainableTransformer {
         let read = ParameterReader(store: store)
         let root = read.has("model.language_model.embed_tokens.weight") ? "model.language_model." : "model."
         do {
-            let globalScaling = try (c.ropeParameters?.full ?? c.ropeParameters?.flat ?? c.ropeScaling)?.scaling(key: "rope_parameters.full_attention") ?? .none
-            globalRope = try RoPE(dim: D, base: c.globalRopeTheta, scaling: globalScaling)
-            localRope = try RoPE(dim: D, base: c.localRopeTheta, scaling: c.ropeParameters?.sliding?.scaling(key: "rope_parameters.sliding_attention") ?? .none)
+            (globalRope, localRope) = try c.ropes()
         } catch let e as RopeConfigError { throw ModelError.badConfig(path: store.path, what: e.description) }
         embedding = try read(root + "embed_tokens.weight", [V, C])
         // transformers casts √C to the embedding's dtype before multiplying (25.25 for bf16 weights).
@@ -64,10 +59,10 @@ public final class Gemma3Trainable: TrainableTransformer {
             let p = root + "layers.\(l)."
             return Gemma3TrainableLayer(
                 inputNorm: try read(p + "input_layernorm.weight", [C]),
-                q: try read.linear(p + "self_attn.q_proj", out: H * D, in: C),
-                k: try read.linear(p + "self_attn.k_proj", out: KVH * D, in: C),
-                v: try read.linear(p + "self_attn.v_proj", out: KVH * D, in: C),
-                o: try read.linear(p + "self_attn.o_proj", out: C, in: H * D),
+                q: try read.linear(p + "self_attn.q_proj", out: H * D, in: C, bias: c.attentionBias),
+                k: try read.linear(p + "self_attn.k_proj", out: KVH * D, in: C, bias: c.attentionBias),
+                v: try read.linear(p + "self_attn.v_proj", out: KVH * D, in: C, bias: c.attentionBias),
+                o: try read.linear(p + "self_attn.o_proj", out: C, in: H * D, bias: c.attentionBias),
                 queryNorm: try read(p + "self_attn.q_norm.weight", [D]), keyNorm: try read(p + "self_attn.k_norm.weight", [D]),
                 postAttentionNorm: try read(p + "post_attention_layernorm.weight", [C]),
                 preFeedforwardNorm: try read(p + "pre_feedforward_layernorm.weight", [C]),
@@ -84,9 +79,9 @@ public final class Gemma3Trainable: TrainableTransformer {
         var parameters = [embedding]
         var linears: [TrainableLinear] = []
         for layer in layers {
-            parameters += [layer.inputNorm, layer.q.weight, layer.k.weight, layer.v.weight, layer.o.weight, layer.queryNorm, layer.keyNorm,
-                           layer.postAttentionNorm, layer.preFeedforwardNorm, layer.gate.weight, layer.up.weight, layer.down.weight,
-                           layer.postFeedforwardNorm]
+            parameters += [layer.inputNorm] + [layer.q, layer.k, layer.v, layer.o].flatMap { [$0.weight] + ($0.bias.map { [$0] } ?? []) }
+            parameters += [layer.queryNorm, layer.keyNorm, layer.postAttentionNorm, layer.preFeedforwardNorm, layer.gate.weight, layer.up.weight,
+                           layer.down.weight, layer.postFeedforwardNorm]
             linears += [layer.q, layer.k, layer.v, layer.o, layer.gate, layer.up, layer.down]
         }
         parameters.append(finalNorm)

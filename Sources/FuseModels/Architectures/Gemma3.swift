@@ -55,6 +55,7 @@ public struct Gemma3Config: Codable, Sendable {
     var finalSoftcapRaw: Float?
     var attnSoftcapRaw: Float?
     var hiddenActivationRaw: String?
+    var attentionBiasRaw: Bool?
     var bos: TokenIDs?
     var eos: TokenIDs?
 
@@ -67,7 +68,7 @@ public struct Gemma3Config: Codable, Sendable {
         case layerTypesRaw = "layer_types", patternRaw = "sliding_window_pattern", patternPrivateRaw = "_sliding_window_pattern"
         case queryPreAttnScalarRaw = "query_pre_attn_scalar", finalSoftcapRaw = "final_logit_softcapping"
         case attnSoftcapRaw = "attn_logit_softcapping", hiddenActivationRaw = "hidden_activation"
-        case bos = "bos_token_id", eos = "eos_token_id"
+        case attentionBiasRaw = "attention_bias", bos = "bos_token_id", eos = "eos_token_id"
     }
 
     public var contextLength: Int { maxPositionsRaw ?? 131072 }
@@ -83,7 +84,18 @@ public struct Gemma3Config: Codable, Sendable {
     public var localRopeTheta: Double { ropeParameters?.sliding?.ropeTheta ?? ropeLocalBaseFreqRaw ?? 10_000 }
     public var attentionScale: Float { 1 / (queryPreAttnScalarRaw ?? Float(headDim)).squareRoot() }
     public var finalSoftcap: Float { finalSoftcapRaw ?? 0 }
-    public var attentionSoftcap: Float { attnSoftcapRaw ?? 0 }
+    /// transformers 5.23's Gemma 3 attention reads `attn_logit_softcapping` but never applies it (nor does
+    /// llama.cpp's gemma3 graph), so FuseKit ignores it too; Gemma 3 checkpoints set it to null anyway.
+    public var attentionSoftcap: Float { 0 }
+    /// q/k/v/o biases (`attention_bias`, false in every Gemma 3 checkpoint).
+    public var attentionBias: Bool { attentionBiasRaw ?? false }
+
+    /// RoPE of the full-attention and the sliding layers.
+    func ropes() throws -> (global: RoPE, local: RoPE) {
+        let global = try (ropeParameters?.full ?? ropeParameters?.flat ?? ropeScaling)?.scaling(key: "rope_parameters.full_attention", contextLength: contextLength) ?? .none
+        let local = try ropeParameters?.sliding?.scaling(key: "rope_parameters.sliding_attention", contextLength: contextLength) ?? .none
+        return (try RoPE(dim: headDim, base: globalRopeTheta, scaling: global), try RoPE(dim: headDim, base: localRopeTheta, scaling: local))
+    }
 }
 
 struct Gemma3Layer {
@@ -133,12 +145,10 @@ public final class Gemma3: CausalLanguageModel, @unchecked Sendable {
         // Text-tower names: model.language_model.* in multimodal checkpoints, model.* otherwise.
         let root = w.has("model.language_model.embed_tokens.weight") ? "model.language_model." : "model."
         do {
-            let globalScaling = try (c.ropeParameters?.full ?? c.ropeParameters?.flat ?? c.ropeScaling)?.scaling(key: "rope_parameters.full_attention") ?? .none
-            globalRope = try RoPE(dim: D, base: c.globalRopeTheta, scaling: globalScaling)
-            localRope = try RoPE(dim: D, base: c.localRopeTheta, scaling: c.ropeParameters?.sliding?.scaling(key: "rope_parameters.sliding_attention") ?? .none)
+            (globalRope, localRope) = try c.ropes()
         } catch let e as RopeConfigError { throw ModelError.badConfig(path: store.path, what: e.description) }
-        globalAttention = try Attention(heads: H, kvHeads: KVH, headDim: D, scale: c.attentionScale, softcap: c.attentionSoftcap)
-        localAttention = try Attention(heads: H, kvHeads: KVH, headDim: D, scale: c.attentionScale, softcap: c.attentionSoftcap, window: c.slidingWindow)
+        globalAttention = try Attention(heads: H, kvHeads: KVH, headDim: D, scale: c.attentionScale)
+        localAttention = try Attention(heads: H, kvHeads: KVH, headDim: D, scale: c.attentionScale, window: c.slidingWindow)
         embedding = try Embedding(name: root + "embed_tokens.weight", table: w.tensor(root + "embed_tokens.weight", shape: [V, C]))
         embedScale = roundedToStorage(Float(C).squareRoot(), embedding.table.dtype)
         let norm = { (name: String, dim: Int) in
@@ -147,16 +157,16 @@ public final class Gemma3: CausalLanguageModel, @unchecked Sendable {
         let sliding = c.layerIsSliding
         layers = try (0..<c.layers).map { l in
             let p = root + "layers.\(l)."
-            let q = try w.linear(p + "self_attn.q_proj", out: H * D, in: C)
-            let k = try w.linear(p + "self_attn.k_proj", out: KVH * D, in: C)
-            let v = try w.linear(p + "self_attn.v_proj", out: KVH * D, in: C)
+            let q = try w.linear(p + "self_attn.q_proj", out: H * D, in: C, bias: c.attentionBias)
+            let k = try w.linear(p + "self_attn.k_proj", out: KVH * D, in: C, bias: c.attentionBias)
+            let v = try w.linear(p + "self_attn.v_proj", out: KVH * D, in: C, bias: c.attentionBias)
             let gate = try w.linear(p + "mlp.gate_proj", out: F, in: C)
             let up = try w.linear(p + "mlp.up_proj", out: F, in: C)
             return Gemma3Layer(
                 inputNorm: try norm(p + "input_layernorm", C),
                 qkv: try w.fused([q, k, v], name: p + "self_attn.qkv"),
                 queryNorm: try norm(p + "self_attn.q_norm", D), keyNorm: try norm(p + "self_attn.k_norm", D),
-                output: try w.linear(p + "self_attn.o_proj", out: C, in: H * D),
+                output: try w.linear(p + "self_attn.o_proj", out: C, in: H * D, bias: c.attentionBias),
                 postAttentionNorm: try norm(p + "post_attention_layernorm", C),
                 preFeedforwardNorm: try norm(p + "pre_feedforward_layernorm", C),
                 gateUp: try w.fused([gate, up], name: p + "mlp.gate_up"),

@@ -20,6 +20,7 @@ public final class LlamaTrainable: TrainableTransformer {
     let layers: [LlamaTrainableLayer]
     let finalNorm: Parameter           // model.norm.weight [C]
     let rope: RoPE
+    let activation: Activation
 
     public init(store: WeightStore, configJSON: Data) throws {
         let c = try decodeConfig(LlamaConfig.self, configJSON, path: store.path)
@@ -29,6 +30,10 @@ public final class LlamaTrainable: TrainableTransformer {
         guard c.heads % c.kvHeads == 0 else {
             throw ModelError.badConfig(path: store.path, what: "num_attention_heads \(c.heads) is not a multiple of num_key_value_heads \(c.kvHeads)")
         }
+        guard let activation = c.activation else {
+            throw ModelError.badConfig(path: store.path, what: "hidden_act '\(c.hiddenActRaw ?? "")' is not supported (silu, gelu_pytorch_tanh, gelu_new)")
+        }
+        self.activation = activation
         config = c
         let (C, H, KVH, D, F, V) = (c.hiddenSize, c.heads, c.kvHeads, c.headDim, c.intermediateSize, c.vocabSize)
         do { rope = try RoPE(dim: D, base: c.ropeTheta, scaling: c.ropeScalingRule()) } catch let e as RopeConfigError {
@@ -69,11 +74,11 @@ public final class LlamaTrainable: TrainableTransformer {
     override func hidden(_ tape: Tape, _ p: ParameterBinding, _ batch: TrainingBatch) throws -> Variable {
         let c = config
         let positions = trainingPositions(batch)
-        let shape = AttentionShape(batch: batch.batch, length: batch.length, heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim,
-                                   scale: 1 / Float(c.headDim).squareRoot(), window: c.slidingWindow)
         // h0 = E[ids]
         var h = try tape.embedding(batch.tokens, table: p(embedding), name: embedding.name)
-        for layer in layers {
+        for (l, layer) in layers.enumerated() {
+            let shape = AttentionShape(batch: batch.batch, length: batch.length, heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim,
+                                       scale: 1 / Float(c.headDim).squareRoot(), window: c.slidingWindow(layer: l))
             // h += o_proj(Attn(RoPE(q), RoPE(k), v)),  q|k|v = a Wᵀ,  a = RMSNorm(h)
             let a = try tape.rmsNorm(h, weight: p(layer.inputNorm), eps: c.rmsNormEps, kind: .llama)
             let q = try tape.rope(tape.linear(a, layer.q, p), heads: c.heads, rope: rope, positions: positions)
@@ -83,7 +88,7 @@ public final class LlamaTrainable: TrainableTransformer {
             h = try tape.add(h, tape.linear(attn, layer.o, p))
             // h += down(silu(gate(m)) ⊙ up(m)),  m = RMSNorm(h)
             let m = try tape.rmsNorm(h, weight: p(layer.postAttentionNorm), eps: c.rmsNormEps, kind: .llama)
-            let f = try tape.gated(tape.linear(m, layer.gate, p), tape.linear(m, layer.up, p), .silu)
+            let f = try tape.gated(tape.linear(m, layer.gate, p), tape.linear(m, layer.up, p), activation)
             h = try tape.add(h, tape.linear(f, layer.down, p))
         }
         // RMSNorm(h); the head (logits = · lm_headᵀ) runs with the loss in TrainableTransformer.loss

@@ -30,6 +30,9 @@ public struct LlamaConfig: Codable, Sendable {
     var mlpBiasRaw: Bool?
     var slidingWindowRaw: Int?
     var useSlidingWindow: Bool?
+    var maxWindowLayersRaw: Int?
+    var layerTypesRaw: [String]?
+    var hiddenActRaw: String?
     var bos: TokenIDs?
     var eos: TokenIDs?
 
@@ -40,7 +43,8 @@ public struct LlamaConfig: Codable, Sendable {
         case rmsNormEps = "rms_norm_eps", ropeThetaRaw = "rope_theta", ropeScaling = "rope_scaling"
         case ropeParameters = "rope_parameters", tieRaw = "tie_word_embeddings"
         case attentionBiasRaw = "attention_bias", mlpBiasRaw = "mlp_bias", slidingWindowRaw = "sliding_window"
-        case useSlidingWindow = "use_sliding_window", bos = "bos_token_id", eos = "eos_token_id"
+        case useSlidingWindow = "use_sliding_window", maxWindowLayersRaw = "max_window_layers", layerTypesRaw = "layer_types"
+        case hiddenActRaw = "hidden_act", bos = "bos_token_id", eos = "eos_token_id"
     }
 
     // Defaults resolved in one place.
@@ -52,13 +56,30 @@ public struct LlamaConfig: Codable, Sendable {
     public var qkvBias: Bool { modelType == "qwen2" || (attentionBiasRaw ?? false) }
     public var outputBias: Bool { modelType != "qwen2" && (attentionBiasRaw ?? false) }
     public var mlpBias: Bool { mlpBiasRaw ?? false }
-    /// Mistral's sliding window (Qwen2 only when `use_sliding_window`); 0 = none.
-    public var slidingWindow: Int {
-        if modelType == "qwen2" { return (useSlidingWindow ?? false) ? (slidingWindowRaw ?? 0) : 0 }
-        return slidingWindowRaw ?? 0
+    /// The sliding window of layer `l` in positions; 0 = full attention. Mistral: every layer. Qwen2
+    /// (only with `use_sliding_window`): the layers `layer_types` marks sliding, or, without that list,
+    /// layers from `max_window_layers` (default 28) on, as Qwen2Config derives it. Llama has none.
+    public func slidingWindow(layer l: Int) -> Int {
+        switch modelType {
+        case "mistral": return slidingWindowRaw ?? 0
+        case "qwen2":
+            guard useSlidingWindow ?? false, let window = slidingWindowRaw else { return 0 }
+            if let types = layerTypesRaw, types.count == layers { return types[l] == "sliding_attention" ? window : 0 }
+            return l >= (maxWindowLayersRaw ?? 28) ? window : 0
+        default: return 0
+        }
+    }
+    /// The MLP gate's activation (`hidden_act`, silu in every Llama/Mistral/Qwen2 checkpoint), or nil
+    /// when FuseNN has no kernel for it.
+    public var activation: Activation? {
+        switch hiddenActRaw ?? "silu" {
+        case "silu", "swish": return .silu
+        case "gelu_pytorch_tanh", "gelu_new": return .geluTanh
+        default: return nil
+        }
     }
     func ropeScalingRule() throws -> RoPE.Scaling {
-        try (ropeParameters ?? ropeScaling)?.scaling(key: ropeParameters != nil ? "rope_parameters" : "rope_scaling") ?? .none
+        try (ropeParameters ?? ropeScaling)?.scaling(key: ropeParameters != nil ? "rope_parameters" : "rope_scaling", contextLength: contextLength) ?? .none
     }
 }
 
@@ -70,6 +91,7 @@ struct LlamaLayer {
     let postAttentionNorm: RMSNorm  // post_attention_layernorm [C]
     let gateUp: [Linear]            // gate_proj [F, C] | up_proj [F, C], fused when dtypes agree
     let down: Linear                // down_proj [C, F]
+    let attention: Attention        // full causal, or with this layer's sliding window
 }
 
 public final class Llama: CausalLanguageModel, @unchecked Sendable {
@@ -80,13 +102,17 @@ public final class Llama: CausalLanguageModel, @unchecked Sendable {
     let finalNorm: RMSNorm          // model.norm [C]
     let head: Linear                // lm_head [V, C] (or the embedding when tied)
     let rope: RoPE
-    let attention: Attention
+    let activation: Activation
 
     public init(store: WeightStore, configJSON: Data) throws {
         let c = try decodeConfig(LlamaConfig.self, configJSON, path: store.path)
         try checkPositive(["hidden_size": c.hiddenSize, "intermediate_size": c.intermediateSize, "num_hidden_layers": c.layers,
                            "num_attention_heads": c.heads, "num_key_value_heads": c.kvHeads, "head_dim": c.headDim,
                            "vocab_size": c.vocabSize, "max_position_embeddings": c.contextLength], path: store.path)
+        guard let activation = c.activation else {
+            throw ModelError.badConfig(path: store.path, what: "hidden_act '\(c.hiddenActRaw ?? "")' is not supported (silu, gelu_pytorch_tanh, gelu_new)")
+        }
+        self.activation = activation
         config = c
         let (C, H, KVH, D, F, V) = (c.hiddenSize, c.heads, c.kvHeads, c.headDim, c.intermediateSize, c.vocabSize)
         let w = WeightReader(store: store)
@@ -94,7 +120,6 @@ public final class Llama: CausalLanguageModel, @unchecked Sendable {
         do { rope = try RoPE(dim: D, base: c.ropeTheta, scaling: c.ropeScalingRule()) } catch let e as RopeConfigError {
             throw ModelError.badConfig(path: store.path, what: e.description)
         }
-        attention = try Attention(heads: H, kvHeads: KVH, headDim: D, scale: 1 / Float(D).squareRoot(), window: c.slidingWindow)
         embedding = try Embedding(name: "model.embed_tokens.weight", table: w.tensor("model.embed_tokens.weight", shape: [V, C]))
         layers = try (0..<c.layers).map { l in
             let p = "model.layers.\(l)."
@@ -109,7 +134,8 @@ public final class Llama: CausalLanguageModel, @unchecked Sendable {
                 output: try w.linear(p + "self_attn.o_proj", out: C, in: H * D, bias: c.outputBias),
                 postAttentionNorm: try RMSNorm(name: p + "post_attention_layernorm", weight: w.vector(p + "post_attention_layernorm.weight", count: C), eps: eps, dim: C),
                 gateUp: try w.fused([gate, up], name: p + "mlp.gate_up"),
-                down: try w.linear(p + "mlp.down_proj", out: C, in: F, bias: c.mlpBias))
+                down: try w.linear(p + "mlp.down_proj", out: C, in: F, bias: c.mlpBias),
+                attention: try Attention(heads: H, kvHeads: KVH, headDim: D, scale: 1 / Float(D).squareRoot(), window: c.slidingWindow(layer: l)))
         }
         finalNorm = try RMSNorm(name: "model.norm", weight: w.vector("model.norm.weight", count: C), eps: eps, dim: C)
         // An absent lm_head means tied weights unless the config says otherwise (GGUF files omit output.weight).
@@ -139,14 +165,14 @@ public final class Llama: CausalLanguageModel, @unchecked Sendable {
             rope.forward(qkv, rows: n, ld: qkvWidth, heads: H, positions: positions)
             rope.forward(qkv + H * D, rows: n, ld: qkvWidth, heads: KVH, positions: positions)
             cache.store(layer: l, keys: qkv + H * D, values: qkv + (H + KVH) * D, ld: qkvWidth, tokens: t)
-            attention.forward(q: qkv, ldq: qkvWidth, cache: cache, layer: l, tokens: t, into: attn)
+            layer.attention.forward(q: qkv, ldq: qkvWidth, cache: cache, layer: l, tokens: t, into: attn)
             layer.output.forward(attn, rows: n, into: a)
             fk_add(h, a, n * C)
             // m = RMSNorm(h); h += down(silu(gate(m)) * up(m))
             layer.postAttentionNorm.forward(h, rows: n, into: a)
             col = 0
             for part in layer.gateUp { part.forward(a, rows: n, into: gateUp + col, ldy: 2 * F); col += part.outFeatures }
-            for r in 0..<n { Activation.silu.gatedForward(gate: gateUp + r * 2 * F, up: gateUp + r * 2 * F + F, count: F) }
+            for r in 0..<n { activation.gatedForward(gate: gateUp + r * 2 * F, up: gateUp + r * 2 * F + F, count: F) }
             layer.down.forward(gateUp, rows: n, ldx: 2 * F, into: a)
             fk_add(h, a, n * C)
         }
