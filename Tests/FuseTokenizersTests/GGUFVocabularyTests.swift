@@ -88,7 +88,9 @@ final class LlamaCppFlavorTests: XCTestCase {
 
     func testGemma3Agreement() throws {
         guard let dir = Fixtures.modelsDirectory else { throw XCTSkip("set FUSEKIT_MODELS_DIR to run") }
-        let v = try GGUFVocabulary(contentsOf: dir + "/gemma3.vocab.json")
+        let path = dir + "/gemma3.vocab.json"
+        guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("\(path) missing: run Tools/fixtures/tokenizer_fixtures.py MODELS_DIR") }
+        let v = try GGUFVocabulary(contentsOf: path)
         let (same, total) = try agreement(v)
         print("llama.cpp flavor vs HF route (gemma3): \(same)/\(total) entries agree")
     }
