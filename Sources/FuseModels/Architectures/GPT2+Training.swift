@@ -24,13 +24,7 @@ public final class GPT2Trainable: TrainableTransformer {
     let finalNormWeight, finalNormBias: Parameter  // ln_f.{weight, bias} [C]
 
     public init(store: WeightStore, configJSON: Data) throws {
-        let c = try decodeConfig(GPT2Config.self, configJSON, path: store.path)
-        try checkPositive(["n_embd": c.hiddenSize, "n_layer": c.layers, "n_head": c.heads, "n_positions": c.contextLength,
-                           "vocab_size": c.vocabSize, "n_inner": c.inner], path: store.path)
-        guard c.hiddenSize % c.heads == 0 else { throw ModelError.badConfig(path: store.path, what: "n_embd \(c.hiddenSize) is not a multiple of n_head \(c.heads)") }
-        if let act = c.activationRaw, !["gelu_new", "gelu_pytorch_tanh"].contains(act) {
-            throw ModelError.badConfig(path: store.path, what: "activation_function '\(act)' is not supported (gelu_new)")
-        }
+        let c = try GPT2Config.validated(configJSON, path: store.path)
         config = c
         let (C, F, V) = (c.hiddenSize, c.inner, c.vocabSize)
         let read = ParameterReader(store: store)

@@ -54,6 +54,21 @@ struct GPT2Layer {
     let attention: Attention
 }
 
+extension GPT2Config {
+    /// The config of a GPT-2 model, checked: sizes positive, n_embd a multiple of n_head, a tanh-GELU
+    /// activation. Shared by inference (`GPT2`) and training (`GPT2Trainable`).
+    static func validated(_ configJSON: Data, path: String) throws -> GPT2Config {
+        let c = try decodeConfig(GPT2Config.self, configJSON, path: path)
+        try checkPositive(["n_embd": c.hiddenSize, "n_layer": c.layers, "n_head": c.heads, "n_positions": c.contextLength,
+                           "vocab_size": c.vocabSize, "n_inner": c.inner], path: path)
+        guard c.hiddenSize % c.heads == 0 else { throw ModelError.badConfig(path: path, what: "n_embd \(c.hiddenSize) is not a multiple of n_head \(c.heads)") }
+        if let act = c.activationRaw, !["gelu_new", "gelu_pytorch_tanh"].contains(act) {
+            throw ModelError.badConfig(path: path, what: "activation_function '\(act)' is not supported (gelu_new)")
+        }
+        return c
+    }
+}
+
 public final class GPT2: CausalLanguageModel, @unchecked Sendable {
     public let config: GPT2Config
     public let summary: ModelSummary
@@ -64,13 +79,7 @@ public final class GPT2: CausalLanguageModel, @unchecked Sendable {
     let head: Linear
 
     public init(store: WeightStore, configJSON: Data) throws {
-        let c = try decodeConfig(GPT2Config.self, configJSON, path: store.path)
-        try checkPositive(["n_embd": c.hiddenSize, "n_layer": c.layers, "n_head": c.heads, "n_positions": c.contextLength,
-                           "vocab_size": c.vocabSize, "n_inner": c.inner], path: store.path)
-        guard c.hiddenSize % c.heads == 0 else { throw ModelError.badConfig(path: store.path, what: "n_embd \(c.hiddenSize) is not a multiple of n_head \(c.heads)") }
-        if let act = c.activationRaw, !["gelu_new", "gelu_pytorch_tanh"].contains(act) {
-            throw ModelError.badConfig(path: store.path, what: "activation_function '\(act)' is not supported (gelu_new)")
-        }
+        let c = try GPT2Config.validated(configJSON, path: store.path)
         config = c
         let (C, F, V, D) = (c.hiddenSize, c.inner, c.vocabSize, c.headDim)
         let w = WeightReader(store: store)

@@ -27,23 +27,7 @@ public final class Gemma3Trainable: TrainableTransformer {
     let globalRope: RoPE, localRope: RoPE
 
     public init(store: WeightStore, configJSON: Data) throws {
-        var data = configJSON
-        // A multimodal Gemma 3 config nests the text model under text_config (as in Gemma3.swift).
-        if let json = try? JSON.parse(Array(configJSON)), let text = json["text_config"] {
-            var fields = text.object ?? []
-            if !fields.contains(where: { $0.0 == "model_type" }) { fields.append(("model_type", .string("gemma3_text"))) }
-            data = Data(JSON.object(fields).serialized().utf8)
-        }
-        let c = try decodeConfig(Gemma3Config.self, data, path: store.path)
-        try checkPositive(["hidden_size": c.hiddenSize, "intermediate_size": c.intermediateSize, "num_hidden_layers": c.layers,
-                           "num_attention_heads": c.heads, "num_key_value_heads": c.kvHeads, "head_dim": c.headDim,
-                           "vocab_size": c.vocabSize, "max_position_embeddings": c.contextLength], path: store.path)
-        if let act = c.hiddenActivationRaw, act != "gelu_pytorch_tanh" {
-            throw ModelError.badConfig(path: store.path, what: "hidden_activation '\(act)' is not supported (gelu_pytorch_tanh)")
-        }
-        guard c.heads % c.kvHeads == 0 else {
-            throw ModelError.badConfig(path: store.path, what: "num_attention_heads \(c.heads) is not a multiple of num_key_value_heads \(c.kvHeads)")
-        }
+        let c = try Gemma3Config.validated(configJSON, path: store.path)
         config = c
         let (C, H, KVH, D, F, V) = (c.hiddenSize, c.heads, c.kvHeads, c.headDim, c.intermediateSize, c.vocabSize)
         let read = ParameterReader(store: store)
