@@ -62,8 +62,11 @@ let package = Package(
                     resources: [.copy("../Fixtures/evolve")]),
         .testTarget(name: "FuseTrainTests", dependencies: ["FuseTrain", "FuseNN", "FuseIO", "FuseTensor", "FuseTokenizers", "FuseModels"],
                     resources: [.copy("../Fixtures/train")]),
-        .testTarget(name: "FuseTransferTests", dependencies: ["FuseTransfer", "FuseTrain", "FuseModels", "FuseNN", "FuseTensor", "FuseIO"]),
-        .testTarget(name: "FuseDistillTests", dependencies: ["FuseDistill", "FuseTokenizers", "FuseModels", "FuseNN", "FuseIO", "FuseTrain", "FuseMerge", "FuseTensor", "FuseEval"],
+        // Helpers several test targets share (tiny models written to disk).
+        .target(name: "FuseTestSupport", dependencies: ["FuseIO", "FuseTensor"], path: "Tests/FuseTestSupport"),
+        .testTarget(name: "FuseTransferTests", dependencies: ["FuseTransfer", "FuseTrain", "FuseModels", "FuseNN", "FuseTensor", "FuseIO", "FuseTestSupport"]),
+        .testTarget(name: "FuseDistillTests", dependencies: ["FuseDistill", "FuseTokenizers", "FuseModels", "FuseNN", "FuseIO", "FuseTrain", "FuseMerge", "FuseTensor", "FuseEval",
+                                                            "FuseTestSupport"],
                     resources: [.copy("../Fixtures/distill")]),
     ],
     swiftLanguageModes: [.v5]

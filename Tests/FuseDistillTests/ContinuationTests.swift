@@ -3,6 +3,7 @@ import FuseEval
 import FuseIO
 import FuseModels
 import FuseNN
+import FuseTestSupport
 import FuseTokenizers
 @testable import FuseDistill
 

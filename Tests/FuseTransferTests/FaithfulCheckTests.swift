@@ -2,6 +2,7 @@ import Foundation
 import FuseModels
 import FuseNN
 import FuseTensor
+import FuseTestSupport
 import FuseTrain
 @testable import FuseTransfer
 import XCTest
