@@ -23,22 +23,10 @@ public final class LlamaTrainable: TrainableTransformer {
     let activation: Activation
 
     public init(store: WeightStore, configJSON: Data) throws {
-        let c = try decodeConfig(LlamaConfig.self, configJSON, path: store.path)
-        try checkPositive(["hidden_size": c.hiddenSize, "intermediate_size": c.intermediateSize, "num_hidden_layers": c.layers,
-                           "num_attention_heads": c.heads, "num_key_value_heads": c.kvHeads, "head_dim": c.headDim,
-                           "vocab_size": c.vocabSize, "max_position_embeddings": c.contextLength], path: store.path)
-        guard c.heads % c.kvHeads == 0 else {
-            throw ModelError.badConfig(path: store.path, what: "num_attention_heads \(c.heads) is not a multiple of num_key_value_heads \(c.kvHeads)")
-        }
-        guard let activation = c.activation else {
-            throw ModelError.badConfig(path: store.path, what: "hidden_act '\(c.hiddenActRaw ?? "")' is not supported (silu, gelu_pytorch_tanh, gelu_new)")
-        }
-        self.activation = activation
+        let c: LlamaConfig
+        (c, activation, rope) = try LlamaConfig.validated(configJSON, path: store.path)
         config = c
         let (C, H, KVH, D, F, V) = (c.hiddenSize, c.heads, c.kvHeads, c.headDim, c.intermediateSize, c.vocabSize)
-        do { rope = try RoPE(dim: D, base: c.ropeTheta, scaling: c.ropeScalingRule()) } catch let e as RopeConfigError {
-            throw ModelError.badConfig(path: store.path, what: e.description)
-        }
         let read = ParameterReader(store: store)
         embedding = try read("model.embed_tokens.weight", [V, C])
         layers = try (0..<c.layers).map { l in

@@ -94,6 +94,29 @@ struct LlamaLayer {
     let attention: Attention        // full causal, or with this layer's sliding window
 }
 
+extension LlamaConfig {
+    /// The config of a Llama-family model, checked (sizes positive, heads a multiple of the KV heads, a
+    /// supported activation and rope scaling), with the activation and rotary embedding it names.
+    /// Shared by inference (`Llama`) and training (`LlamaTrainable`).
+    static func validated(_ configJSON: Data, path: String) throws -> (LlamaConfig, Activation, RoPE) {
+        let c = try decodeConfig(LlamaConfig.self, configJSON, path: path)
+        try checkPositive(["hidden_size": c.hiddenSize, "intermediate_size": c.intermediateSize, "num_hidden_layers": c.layers,
+                           "num_attention_heads": c.heads, "num_key_value_heads": c.kvHeads, "head_dim": c.headDim,
+                           "vocab_size": c.vocabSize, "max_position_embeddings": c.contextLength], path: path)
+        guard c.heads % c.kvHeads == 0 else {
+            throw ModelError.badConfig(path: path, what: "num_attention_heads \(c.heads) is not a multiple of num_key_value_heads \(c.kvHeads)")
+        }
+        guard let activation = c.activation else {
+            throw ModelError.badConfig(path: path, what: "hidden_act '\(c.hiddenActRaw ?? "")' is not supported (silu, gelu_pytorch_tanh, gelu_new)")
+        }
+        do {
+            return (c, activation, try RoPE(dim: c.headDim, base: c.ropeTheta, scaling: c.ropeScalingRule()))
+        } catch let e as RopeConfigError {
+            throw ModelError.badConfig(path: path, what: e.description)
+        }
+    }
+}
+
 public final class Llama: CausalLanguageModel, @unchecked Sendable {
     public let config: LlamaConfig
     public let summary: ModelSummary
@@ -105,21 +128,12 @@ public final class Llama: CausalLanguageModel, @unchecked Sendable {
     let activation: Activation
 
     public init(store: WeightStore, configJSON: Data) throws {
-        let c = try decodeConfig(LlamaConfig.self, configJSON, path: store.path)
-        try checkPositive(["hidden_size": c.hiddenSize, "intermediate_size": c.intermediateSize, "num_hidden_layers": c.layers,
-                           "num_attention_heads": c.heads, "num_key_value_heads": c.kvHeads, "head_dim": c.headDim,
-                           "vocab_size": c.vocabSize, "max_position_embeddings": c.contextLength], path: store.path)
-        guard let activation = c.activation else {
-            throw ModelError.badConfig(path: store.path, what: "hidden_act '\(c.hiddenActRaw ?? "")' is not supported (silu, gelu_pytorch_tanh, gelu_new)")
-        }
-        self.activation = activation
+        let c: LlamaConfig
+        (c, activation, rope) = try LlamaConfig.validated(configJSON, path: store.path)
         config = c
         let (C, H, KVH, D, F, V) = (c.hiddenSize, c.heads, c.kvHeads, c.headDim, c.intermediateSize, c.vocabSize)
         let w = WeightReader(store: store)
         let eps = c.rmsNormEps
-        do { rope = try RoPE(dim: D, base: c.ropeTheta, scaling: c.ropeScalingRule()) } catch let e as RopeConfigError {
-            throw ModelError.badConfig(path: store.path, what: e.description)
-        }
         embedding = try Embedding(name: "model.embed_tokens.weight", table: w.tensor("model.embed_tokens.weight", shape: [V, C]))
         layers = try (0..<c.layers).map { l in
             let p = "model.layers.\(l)."
