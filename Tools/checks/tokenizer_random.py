@@ -22,6 +22,8 @@ import argparse, json, os, random, subprocess, sys, tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIX = os.path.join(ROOT, "Tests", "Fixtures", "tokenizers")
 FUSEKIT = os.path.join(ROOT, ".build", "release", "fusekit")
+sys.path.insert(0, os.path.join(ROOT, "Tools", "fixtures"))
+from gguf_vocab import write_gguf   # noqa: E402
 
 SPECIALS = ["<|im_start|>", "<|im_end|>", "<|endoftext|>", "<bos>", "<eos>", "<pad>", "<unk>", "<mask>", "<s>", "</s>",
             "<start_of_turn>", "<end_of_turn>", "<start_of_image>", "<image_soft_token>", "[CLS]", "[SEP]", "[MASK]",
@@ -90,25 +92,6 @@ def gen(r):
     if kind == 14:   # long repeats
         return r.choice(["a", "ab", "=", "-", "_", "😀", "日", " a", "\n\n", "0"]) * r.randint(10, 120)
     return " ".join(gen(r) for _ in range(r.randint(2, 4)))   # mixtures
-
-
-def write_gguf(path, arch, vocab):
-    """A GGUF file holding only the vocabulary (as Tools/fixtures/tokenizer_fixtures.py writes them)."""
-    import gguf
-    w = gguf.GGUFWriter(path, arch)
-    w.add_block_count(1)
-    w.add_tokenizer_model(vocab["model"])
-    if vocab.get("pre"): w.add_tokenizer_pre(vocab["pre"])
-    w.add_token_list(vocab["tokens"])
-    if vocab.get("scores") is not None: w.add_token_scores(vocab["scores"])
-    if vocab.get("tokenTypes") is not None: w.add_token_types(vocab["tokenTypes"])
-    if vocab.get("merges"): w.add_token_merges(vocab["merges"])
-    for key, fn in [("bosID", w.add_bos_token_id), ("eosID", w.add_eos_token_id), ("unkID", w.add_unk_token_id), ("padID", w.add_pad_token_id)]:
-        if vocab.get(key) is not None: fn(vocab[key])
-    if vocab.get("addBOS") is not None: w.add_add_bos_token(vocab["addBOS"])
-    if vocab.get("addEOS") is not None: w.add_add_eos_token(vocab["addEOS"])
-    if vocab.get("addSpacePrefix") is not None: w.add_add_space_prefix(vocab["addSpacePrefix"])
-    w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
 
 
 def hf_from_gguf(gguf_path, outdir):
