@@ -8,26 +8,10 @@
 // up. Every cell on the path maps source position i to target position j, which gives one-to-many
 // alignments in both directions.
 
-/// Levenshtein distance (unit costs) between two scalar arrays, as `editdistance.eval` on str.
+/// Levenshtein distance (unit costs) between two scalar arrays, as `editdistance.eval` on str: the
+/// bounded search with a bound no distance can exceed.
 public func editDistance(_ a: [UInt32], _ b: [UInt32]) -> Int {
-    if a == b { return 0 }
-    if a.isEmpty { return b.count }
-    if b.isEmpty { return a.count }
-    let m = b.count
-    return withUnsafeTemporaryAllocation(of: Int.self, capacity: 2 * (m + 1)) { buf in
-        var prev = buf.baseAddress!, cur = buf.baseAddress! + (m + 1) // invariant: capacity ≥ 2
-        for j in 0...m { prev[j] = j }
-        for i in 1...a.count {
-            cur[0] = i
-            let ai = a[i - 1]
-            for j in 1...m {
-                let sub = prev[j - 1] + (ai == b[j - 1] ? 0 : 1)
-                cur[j] = min(sub, min(prev[j], cur[j - 1]) + 1)
-            }
-            swap(&prev, &cur)
-        }
-        return prev[m]
-    }
+    a == b ? 0 : editDistance(a, b, bound: max(a.count, b.count))
 }
 
 /// The Levenshtein distance when it is at most `bound`, else any value above `bound` (rows stop as
