@@ -53,8 +53,8 @@ struct IndividualRecipe: Codable, Equatable {
 
 /// The weight-space population and its checkpoint. An individual is stored one of two ways:
 /// - a file: one f32 safetensors file in OUT_DIR/population/ named by the hash of its values. The
-///   starting individuals and added sources get one as soon as they join (in the background), and so
-///   does an individual spilled under a memory budget;
+///   starting individuals and added sources get one at the checkpoint after they join, and so does an
+///   individual spilled under a memory budget;
 /// - a recipe (`IndividualRecipe`): an accepted trial is recorded by how it was built, which costs a
 ///   few hundred bytes of state.json instead of a 4-byte-per-weight file. `--resume` rebuilds it from
 ///   its ancestors (replaying the accepted trials that led to it, each checked against its hash).
@@ -81,10 +81,6 @@ final class Population {
     private(set) var spills = 0
     /// Individuals read back from their files.
     private(set) var reloads = 0
-    /// Files of starting and added individuals are written here in the background while trials are
-    /// scored; `checkpoint` waits for them. Its error, if any, is kept for `checkpoint` to throw.
-    private let writer = DispatchQueue(label: "fusekit.evolve.population-files")
-    private var writeError: Error?
 
     init(layout: WeightLayout, folder: String, config: JSON?, maxResident: Int?) {
         self.layout = layout; self.folder = folder; self.config = config
@@ -102,24 +98,18 @@ final class Population {
     static func fileName(_ hash: String) -> String { "ind-\(hash).safetensors" }
     func path(_ k: Int) -> String { folder + "/" + Self.fileName(hashes[k]) }
 
-    /// Adds an individual that no recipe describes (a source, a starting average, an added source); its
-    /// file is written in the background.
+    /// Adds an individual that no recipe describes (a source, a starting average, an added source); the
+    /// next checkpoint writes its file.
     func append(_ w: WeightSet) throws {
         hashes.append(w.hash); resident.append(w); lastUse.append(tick())
-        let path = path(count - 1), folder = folder
-        writer.async {
-            guard self.writeError == nil, !FileManager.default.fileExists(atPath: path) else { return }
-            do {
-                try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-                try w.writeSafetensors(path: path, dtype: .f32, sync: false)
-            } catch { self.writeError = error }
-        }
         try enforceBudget(keeping: [count - 1])
     }
 
     /// Replaces individual k with an accepted trial and the recipe that built it. The old individual
-    /// stays recoverable (its file or recipe is kept while anything descends from it).
+    /// stays recoverable: it has a recipe or a file, or (an added source replaced before its first
+    /// checkpoint) gets its file now.
     func replace(_ k: Int, with w: WeightSet, recipe: IndividualRecipe) throws {
+        if recipes[hashes[k]] == nil, let old = resident[k] { try writeFile(k, old) }
         let hash = w.hash
         // Recorded whatever files exist (which depend on spills), so the state is the same bytes with
         // any memory budget. A trial equal to one of its parents (no coordinate changed) keeps that
@@ -131,9 +121,11 @@ final class Population {
 
     private func hasFile(_ hash: String) -> Bool { FileManager.default.fileExists(atPath: folder + "/" + Self.fileName(hash)) }
 
-    /// Waits for the background writes; rethrows the first that failed.
-    func finishWrites() throws {
-        if let error = writer.sync(execute: { writeError }) { throw error }
+    /// Writes individual k's file (values `w`) unless it is already on disk.
+    private func writeFile(_ k: Int, _ w: WeightSet) throws {
+        guard !hasFile(hashes[k]) else { return }
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        try w.writeSafetensors(path: path(k), dtype: .f32, sync: false)
     }
 
     /// Individual k: from memory, or read back from its file (and kept if the budget allows).
@@ -155,18 +147,18 @@ final class Population {
         }
     }
 
-    /// Makes the population recoverable from disk: waits for the background files, writes a file for
-    /// any individual with neither file nor recipe (none in normal runs), and keeps only the recipes
-    /// the population descends from. Returns the file names in population order (an individual
-    /// stored as a recipe has no file under its name) and the recipes to save with the state.
+    /// Makes the population recoverable from disk: writes the file of every individual that has
+    /// neither file nor recipe (the sources and starting averages at generation 0, added sources), and
+    /// keeps only the recipes the population descends from. Returns the file names in population order
+    /// (an individual stored as a recipe has no file under its name) and the recipes to save with the
+    /// state.
     func checkpoint() throws -> (files: [String], recipes: [String: IndividualRecipe]) {
-        try finishWrites()
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        for k in indices where recipes[hashes[k]] == nil && !FileManager.default.fileExists(atPath: path(k)) {
+        for k in indices where recipes[hashes[k]] == nil && !hasFile(hashes[k]) {
             guard let w = resident[k] else {
                 throw EvolveError.state(path: path(k), message: "individual \(k) was spilled but its file is gone; start over with --force")
             }
-            try w.writeSafetensors(path: path(k), dtype: .f32, sync: false)
+            try writeFile(k, w)
         }
         let needed = ancestry(of: hashes, recipes: recipes)
         recipes = recipes.filter { needed.contains($0.key) }
@@ -278,9 +270,7 @@ final class Population {
         while residentCount > limit {
             guard let k = indices.filter({ resident[$0] != nil && !keeping.contains($0) }).min(by: { lastUse[$0] < lastUse[$1] }),
                   let w = resident[k] else { return }
-            try finishWrites()
-            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-            if !FileManager.default.fileExists(atPath: path(k)) { try w.writeSafetensors(path: path(k), dtype: .f32, sync: false) }
+            try writeFile(k, w)
             resident[k] = nil
             spills += 1
         }

@@ -22,7 +22,6 @@ struct WeightSearch {
     func search() throws -> (model: String, recipe: String?, best: Double, heldOut: Double?) {
         let base = try spec.base.map { try loadSource($0, "base") }
         let population = try initialPopulation(base: base)
-        defer { _ = try? population.finishWrites() }   // an interrupted run leaves no write half-way
         let layout = population.layout
         let config = run.donor.config
 
@@ -143,40 +142,33 @@ struct WeightSearch {
                                                    expectedHash: run.state.populationHash) { try population.append(w) }
             return population
         }
-        // A failed start (an incompatible source, say) waits for the background file writes before it
-        // throws: EvolveRun then removes OUT_DIR, and a write finishing later would bring it back.
-        do {
-            try population.append(first)
-            var lineage = [["source 0: \(spec.sources[0])"]]
-            for (k, path) in spec.sources.enumerated().dropFirst() {
-                let w = try loadSource(path, "sources[\(k)]")
-                try first.checkCompatible(w, spec.sources[0], path)
-                try population.append(w.reordered(to: first.layout))
-                lineage.append(["source \(k): \(path)"])
-            }
-            if let base, let b = spec.base { try first.checkCompatible(base, spec.sources[0], b) }
-            let total = spec.population ?? (spec.sources.count + options.mergedIndividuals)
-            let linear = FuseMergeMerger(method: "linear")
-            for k in 0..<max(0, total - spec.sources.count) {
-                var rng = SeededRNG(seed: run.seed, name: "initial/\(k)")
-                let pair = distinctOthers(2, among: spec.sources.count, excluding: -1, &rng)
-                let sources = population.sources()
-                try population.append(try linear.merge(pair.map { sources[$0] }, layout: first.layout, base: nil, config: run.donor.config, seed: run.seed))
-                lineage.append(["average of sources \(pair[0]) and \(pair[1])"])
-            }
-            run.state.lineage = lineage
-            if options.form == .individual {
-                run.state.scores = try run.dev(try population.indices.map { .weights(try population.individual($0)) })
-            } else {
-                run.state.populationScore = try run.dev([.weights(try merger.merge(population.sources(), layout: first.layout, base: base,
-                                                                                  config: run.donor.config, seed: run.seed))])[0]
-            }
-            try checkpoint(population, accepted: 0, trials: []) { p in
-                try merger.merge(p, layout: first.layout, base: base, config: run.donor.config, seed: run.seed)
-            }
-        } catch {
-            _ = try? population.finishWrites()
-            throw error
+        try population.append(first)
+        var lineage = [["source 0: \(spec.sources[0])"]]
+        for (k, path) in spec.sources.enumerated().dropFirst() {
+            let w = try loadSource(path, "sources[\(k)]")
+            try first.checkCompatible(w, spec.sources[0], path)
+            try population.append(w.reordered(to: first.layout))
+            lineage.append(["source \(k): \(path)"])
+        }
+        if let base, let b = spec.base { try first.checkCompatible(base, spec.sources[0], b) }
+        let total = spec.population ?? (spec.sources.count + options.mergedIndividuals)
+        let linear = FuseMergeMerger(method: "linear")
+        for k in 0..<max(0, total - spec.sources.count) {
+            var rng = SeededRNG(seed: run.seed, name: "initial/\(k)")
+            let pair = distinctOthers(2, among: spec.sources.count, excluding: -1, &rng)
+            let sources = population.sources()
+            try population.append(try linear.merge(pair.map { sources[$0] }, layout: first.layout, base: nil, config: run.donor.config, seed: run.seed))
+            lineage.append(["average of sources \(pair[0]) and \(pair[1])"])
+        }
+        run.state.lineage = lineage
+        if options.form == .individual {
+            run.state.scores = try run.dev(try population.indices.map { .weights(try population.individual($0)) })
+        } else {
+            run.state.populationScore = try run.dev([.weights(try merger.merge(population.sources(), layout: first.layout, base: base,
+                                                                              config: run.donor.config, seed: run.seed))])[0]
+        }
+        try checkpoint(population, accepted: 0, trials: []) { p in
+            try merger.merge(p, layout: first.layout, base: base, config: run.donor.config, seed: run.seed)
         }
         return population
     }

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import FuseIO
+import FuseTensor
 @testable import FuseEvolve
 
 /// `--max-memory`: a population larger than the budget waits in its checkpoint files, with the same
@@ -145,5 +146,41 @@ final class MemoryBudgetTests: XCTestCase {
         XCTAssertEqual(parseByteSize("1024"), 1024)
         XCTAssertNil(parseByteSize("4 parsecs"))
         XCTAssertNil(parseByteSize("GB"))
+    }
+}
+
+/// The population's checkpoint on hand-made individuals: trials are stored as recipes and rebuilt to the
+/// same values, and an added individual replaced before its first checkpoint is still rebuilt.
+final class PopulationCheckpointTests: XCTestCase {
+    func testTrialsAndAReplacedAddedSourceRebuildFromTheCheckpoint() throws {
+        let folder = NSTemporaryDirectory() + "fusekit-population-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let layout = WeightLayout(names: ["w"], shapes: [[64]])
+        func individual(_ seed: UInt64) -> WeightSet {
+            var rng = SeededRNG(seed: seed)
+            return WeightSet(layout: layout, tensors: [(0..<64).map { _ in Float(rng.nextGaussian()) }])
+        }
+        let rule = MutationRule.evolver(f: 0.5), crossover = CrossoverOptions(rate: 0.5)
+        func trial(_ p: Population, _ i: Int, _ r: Int, _ stream: String) throws -> (WeightSet, IndividualRecipe) {
+            let w = makeTrial(target: try p.individual(i), references: [try p.individual(r)], rule: rule, crossover: crossover, seed: 7, stream: stream).0
+            return (w, IndividualRecipe(target: p.hashes[i], references: [p.hashes[r]], rule: rule, crossover: crossover, seed: 7, stream: stream))
+        }
+        let p = Population(layout: layout, folder: folder, config: nil, maxResident: nil)
+        for seed: UInt64 in 1...3 { try p.append(individual(seed)) }
+        _ = try p.checkpoint()                                       // generation 0: three files
+        let (t1, r1) = try trial(p, 0, 1, "trial/1/0")
+        try p.replace(0, with: t1, recipe: r1)
+        try p.append(individual(4))                                  // an added source, no file yet
+        let (t2, r2) = try trial(p, 3, 0, "trial/2/3")              // descends from it and from t1
+        try p.replace(3, with: t2, recipe: r2)
+        let (files, recipes) = try p.checkpoint()
+        p.removeUnreferenced()
+        XCTAssertEqual(Set(recipes.keys), [t1.hash, t2.hash])
+        let onDisk = Set(try FileManager.default.contentsOfDirectory(atPath: folder))
+        XCTAssertFalse(onDisk.contains(Population.fileName(t1.hash)))
+        XCTAssertTrue(onDisk.contains(Population.fileName(individual(4).hash)), "the replaced added source was not kept")
+        let restored = try Population.restore(files: files, recipes: recipes, folder: folder, layout: layout, config: nil, maxResident: nil)
+        XCTAssertEqual(restored.hashes, p.hashes)
+        for k in p.indices { XCTAssertEqual(try restored.individual(k).tensors, try p.individual(k).tensors) }
     }
 }
