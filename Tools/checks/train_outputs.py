@@ -20,13 +20,12 @@ import tempfile
 import torch
 from peft import PeftModel
 from safetensors import safe_open
-from tokenizers import Tokenizer
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+from tiny_llama import ROOT, make_base, packed_windows
+
 FUSEKIT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, ".build", "debug", "fusekit")
-TOKENIZER = os.path.join(ROOT, "Tests", "Fixtures", "tokenizers", "gpt2-trained", "tokenizer.json")
-SEQ_LEN, EOS = 24, 0
+SEQ_LEN = 24
 TEXTS = ["the quick brown fox jumps over the lazy dog", "hello world, this is a tiny corpus for a tiny model",
          "merging models needs statistics", "fisher and regmean are two ways to merge", "low rank adapters are small"]
 
@@ -34,18 +33,7 @@ TEXTS = ["the quick brown fox jumps over the lazy dog", "hello world, this is a 
 def main():
     work = tempfile.mkdtemp(prefix="fusekit-train-peft-")
     try:
-        torch.manual_seed(0)
-        config = LlamaConfig(vocab_size=2560, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
-                             num_key_value_heads=2, head_dim=8, max_position_embeddings=64, eos_token_id=EOS, bos_token_id=EOS,
-                             tie_word_embeddings=False)
-        base = LlamaForCausalLM(config).eval()
-        base_dir = os.path.join(work, "base")
-        base.save_pretrained(base_dir)
-        shutil.copy(TOKENIZER, os.path.join(base_dir, "tokenizer.json"))
-        data = os.path.join(work, "data.jsonl")
-        with open(data, "w") as f:
-            for t in TEXTS:
-                f.write(json.dumps({"text": t}) + "\n")
+        base, base_dir, data = make_base(work, 0, TEXTS)
         out = os.path.join(work, "out")
         subprocess.run([FUSEKIT, "train", base_dir, "--data", data, out, "--eval", data, "--lora-rank", "4", "--lora-alpha", "8",
                         "--lora-targets", "q_proj,v_proj,down_proj", "--steps", "6", "--lr", "1e-2", "--batch-size", "2",
@@ -57,22 +45,14 @@ def main():
         assert len(keys) == 2 * 2 * 3, keys
 
         model = PeftModel.from_pretrained(base, out).eval()
-        tok = Tokenizer.from_file(TOKENIZER)
-        stream = []
-        for t in TEXTS:
-            ids = tok.encode(t).ids
-            if not ids or ids[-1] != EOS:
-                ids.append(EOS)
-            stream += ids
+        windows = packed_windows(TEXTS, SEQ_LEN)
         def loss():
-            total, count, start = 0.0, 0, 0
+            total, count = 0.0, 0
             with torch.no_grad():
-                while len(stream) - start >= 2:
-                    window = stream[start:start + SEQ_LEN + 1]
+                for window in windows:
                     logits = model(input_ids=torch.tensor([window[:-1]])).logits[0]
                     total += torch.nn.functional.cross_entropy(logits.double(), torch.tensor(window[1:]), reduction="sum").item()
                     count += len(window) - 1
-                    start += SEQ_LEN
             return total / count
         theirs = loss()
         with model.disable_adapter():

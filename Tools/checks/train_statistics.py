@@ -8,7 +8,6 @@ document, windows of seq_len + 1 overlapping by one). Prints the largest relativ
 statistic; fails above 1e-4 (Gram) / 1e-3 (Fisher, squared f32 gradients).
 Usage: /opt/fkvenv/bin/python Tools/checks/train_statistics.py [path/to/fusekit]   (default .build/debug/fusekit)
 """
-import json
 import os
 import shutil
 import subprocess
@@ -17,13 +16,11 @@ import tempfile
 
 import torch
 from safetensors.torch import load_file
-from tokenizers import Tokenizer
-from transformers import LlamaConfig, LlamaForCausalLM
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+from tiny_llama import ROOT, make_base, packed_windows
+
 FUSEKIT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, ".build", "debug", "fusekit")
-TOKENIZER = os.path.join(ROOT, "Tests", "Fixtures", "tokenizers", "gpt2-trained", "tokenizer.json")
-SEQ_LEN, EOS = 16, 0
+SEQ_LEN = 16
 TEXTS = ["the quick brown fox jumps over the lazy dog", "hello world, this is a tiny corpus for a tiny model",
          "merging models needs statistics", "fisher and regmean are two ways to merge"]
 
@@ -31,33 +28,12 @@ TEXTS = ["the quick brown fox jumps over the lazy dog", "hello world, this is a 
 def main():
     work = tempfile.mkdtemp(prefix="fusekit-stats-check-")
     try:
-        torch.manual_seed(1)
-        config = LlamaConfig(vocab_size=2560, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
-                             num_key_value_heads=2, head_dim=8, max_position_embeddings=64, eos_token_id=EOS, bos_token_id=EOS,
-                             tie_word_embeddings=False)
-        model = LlamaForCausalLM(config).eval()
-        base = os.path.join(work, "base")
-        model.save_pretrained(base)
-        shutil.copy(TOKENIZER, os.path.join(base, "tokenizer.json"))
-        data = os.path.join(work, "data.jsonl")
-        with open(data, "w") as f:
-            for t in TEXTS:
-                f.write(json.dumps({"text": t}) + "\n")
+        model, base, data = make_base(work, 1, TEXTS)
         for kind in ["gram", "fisher"]:
             subprocess.run([FUSEKIT, "stats", base, "--data", data, "--" + kind, os.path.join(work, kind + ".safetensors"),
                             "--seq-len", str(SEQ_LEN), "--quiet"], check=True, stdout=subprocess.DEVNULL)
 
-        tok = Tokenizer.from_file(TOKENIZER)
-        stream = []
-        for t in TEXTS:
-            ids = tok.encode(t).ids
-            if not ids or ids[-1] != EOS:
-                ids.append(EOS)
-            stream += ids
-        windows, start = [], 0
-        while len(stream) - start >= 2:
-            windows.append(stream[start:start + SEQ_LEN + 1])
-            start += SEQ_LEN
+        windows = packed_windows(TEXTS, SEQ_LEN)
 
         grams = {}
         def hook(name):
