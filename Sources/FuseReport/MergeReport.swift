@@ -117,27 +117,26 @@ func mergeSections(_ a: MergeAnalysis, into page: inout ReportPage) {
     page.summary += s
 
     let rows = a.layerRows
+    let layerSums = rows.map { a.totals(where: $0.filter) }   // one pass over the tensors per layer, shared below
+    /// A layer × source heatmap section of `value(layer sums, source)`.
+    func layerHeatmap(_ title: String, _ intro: String, caption: String, diverging: Bool, _ value: (ModelSums, Int) -> Double?) {
+        page.sections.append(.init(
+            title: title, intro: intro,
+            body: SVG.heatmap(rowLabels: rows.map(\.label), columnLabels: sources.map { names[$0] },
+                              values: layerSums.map { t in sources.map { value(t, $0) } }, diverging: diverging, caption: caption)))
+    }
     if !sources.isEmpty && !rows.isEmpty {
-        let norms = rows.map { r in let t = a.totals(where: r.filter); return sources.map { t.norm($0) } }
-        page.sections.append(.init(
-            title: "How far each source is from the \(a.reference), layer by layer",
-            intro: "Norm of each source's task vector (its weights minus the \(a.reference)) summed over the tensors of each layer. Large values mark where a source learned the most.",
-            body: SVG.heatmap(rowLabels: rows.map(\.label), columnLabels: sources.map { names[$0] }, values: norms, diverging: false,
-                              caption: "task-vector norm per layer and source")))
-        let pulls = rows.map { r in let t = a.totals(where: r.filter); return sources.map { t.mergedCosine($0) } }
-        page.sections.append(.init(
-            title: "What each source contributed",
-            intro: "Cosine between the merge's change (merged minus \(a.reference)) and each source's task vector, per layer: 1 means the merged layer moved exactly toward that source, 0 that it ignored it, negative that it moved away.",
-            body: SVG.heatmap(rowLabels: rows.map(\.label), columnLabels: sources.map { names[$0] }, values: pulls, diverging: true,
-                              caption: "merged change vs source task vectors")))
+        layerHeatmap("How far each source is from the \(a.reference), layer by layer",
+                     "Norm of each source's task vector (its weights minus the \(a.reference)) summed over the tensors of each layer. Large values mark where a source learned the most.",
+                     caption: "task-vector norm per layer and source", diverging: false) { $0.norm($1) }
+        layerHeatmap("What each source contributed",
+                     "Cosine between the merge's change (merged minus \(a.reference)) and each source's task vector, per layer: 1 means the merged layer moved exactly toward that source, 0 that it ignored it, negative that it moved away.",
+                     caption: "merged change vs source task vectors", diverging: true) { $0.mergedCosine($1) }
     }
     if a.base == nil && !sources.isEmpty && !rows.isEmpty {
-        let dist = rows.map { r in let t = a.totals(where: r.filter); return sources.map { t.relativeDistance($0) } }
-        page.sections.append(.init(
-            title: "How close the merged model is to each source",
-            intro: "‖merged − source‖ / ‖source‖ over each layer's tensors: 0 means the layer is that source's, larger means farther away.",
-            body: SVG.heatmap(rowLabels: rows.map(\.label), columnLabels: sources.map { names[$0] }, values: dist, diverging: false,
-                              caption: "relative distance of the merge to each source")))
+        layerHeatmap("How close the merged model is to each source",
+                     "‖merged − source‖ / ‖source‖ over each layer's tensors: 0 means the layer is that source's, larger means farther away.",
+                     caption: "relative distance of the merge to each source", diverging: false) { $0.relativeDistance($1) }
     }
     if sources.count >= 2 && (a.base != nil || sources.count > 2) {
         let matrix = sources.map { x in sources.map { y in all.cosine(x, y) } }
@@ -150,8 +149,8 @@ func mergeSections(_ a: MergeAnalysis, into page: inout ReportPage) {
     if !rows.isEmpty && !sources.isEmpty {
         let x = rows.indices.map(Double.init)
         var series: [(name: String, values: [Double?])] = []
-        if sources.count >= 2 && a.base != nil { series.append(("sign conflicts", rows.map { a.totals(where: $0.filter).conflictRate })) }
-        if a.base != nil { series.append(("changed vs base", rows.map { a.totals(where: $0.filter).keptFraction })) }
+        if sources.count >= 2 && a.base != nil { series.append(("sign conflicts", layerSums.map(\.conflictRate))) }
+        if a.base != nil { series.append(("changed vs base", layerSums.map(\.keptFraction))) }
         if !series.isEmpty {
             page.sections.append(.init(
                 title: "Conflicts and sparsity by layer",
